@@ -234,6 +234,8 @@ void ir_print_node(FILE *out, const ir_func *f, int id);
 /* Parse text; errors are "FILE:LINE: message". Verifies the result. */
 ir_func *ir_parse(const char *text, const char *filename, ir_error *err);
 ir_func *ir_parse_file(const char *path, ir_error *err);
+/* Graphviz dot: one box per node (op, name, type), edges from inputs. */
+void ir_print_dot(FILE *out, const ir_func *f);
 
 /* ---- reference interpreter (interp.c) ----
  * Values are held as double arrays (i32 values are exact in double).
