@@ -1,2 +1,74 @@
+/* main.c — `recall COMMAND ...`: dispatch and the helpers commands share. */
+#include "cli.h"
+
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) { return 0; }
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *usage;
+} commands[] = {
+    {"ir", cmd_ir,
+     "ir FILE.ir|MODEL.lua [--stage frontend|autodiff|opt] [--grad]\n"
+     "          [--set k=v ...] [--format text|dot]"},
+    {"exec", cmd_exec,
+     "exec MODEL.lua --weights W.safetensors --tokens T.safetensors\n"
+     "          [-o OUT.safetensors] [--set k=v ...] [--backend interp]"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *out) {
+  fprintf(out, "usage: recall COMMAND [ARGS]\n\ncommands:\n");
+  for (int i = 0; i < N_COMMANDS; i++)
+    fprintf(out, "  recall %s\n", commands[i].usage);
+}
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "recall %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+bool cli_add_setting(cli_settings *s, char *arg) {
+  char *eq = strchr(arg, '=');
+  if (!eq || eq == arg) return false;
+  *eq = '\0';
+  s->keys = realloc(s->keys, sizeof *s->keys * (size_t)(s->n + 1));
+  s->values = realloc(s->values, sizeof *s->values * (size_t)(s->n + 1));
+  if (!s->keys || !s->values) abort();
+  s->keys[s->n] = arg;
+  s->values[s->n] = eq + 1;
+  s->n++;
+  return true;
+}
+
+void cli_settings_free(cli_settings *s) {
+  free(s->keys);
+  free(s->values);
+  *s = (cli_settings){0};
+}
+
+bool cli_has_suffix(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+      !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (int i = 0; i < N_COMMANDS; i++)
+    if (!strcmp(argv[1], commands[i].name))
+      return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "recall: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,33 @@
+/* cli.h — the `recall` command: one function per subcommand. */
+#ifndef RECALL_CLI_H
+#define RECALL_CLI_H
+
+#include <stdbool.h>
+
+#include "ir.h"
+
+/* `--set k=v` pairs collected from the command line, in order. */
+typedef struct {
+  const char **keys, **values;
+  int n;
+} cli_settings;
+
+/* Each returns the process exit status: 0 ok, 1 error in the input or
+ * the run, 2 bad usage. Messages go to stderr as "recall CMD: ...". */
+int cmd_ir(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+
+/* Helpers shared by the commands. */
+void cli_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Parses "k=v" into s (pointers into arg); false if malformed. */
+bool cli_add_setting(cli_settings *s, char *arg);
+void cli_settings_free(cli_settings *s);
+bool cli_has_suffix(const char *s, const char *suffix);
+
+/* A function from FILE.ir (parsed) or MODEL.lua (built by the frontend with
+ * the settings); NULL with a message naming the file. */
+ir_func *cli_load_function(const char *path, const cli_settings *set,
+                           ir_error *err);
+
+#endif
