@@ -1,0 +1,151 @@
+/* test_cli.c — the recall command end to end: exit status and output. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "ir.h"
+
+/* Runs `recall ARGS` (shell words), capturing stdout+stderr; returns the
+ * exit status and a malloc'd output. */
+static int run(char **out, const char *args) {
+  const char *bin = getenv("RECALL_BIN");
+  assert_non_null(bin);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  size_t k;
+  while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+    n += k;
+    if (cap - n < 1024) buf = realloc(buf, cap *= 2);
+  }
+  buf[n] = '\0';
+  int st = pclose(p);
+  *out = buf;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *write_tmp(const char *text) {
+  static char path[64];
+  strcpy(path, "/tmp/recall_cli_XXXXXX.ir");
+  int fd = mkstemps(path, 3);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+/* `recall ir FILE.ir` prints exactly what the library's printer prints. */
+static void ir_prints_parsed_file(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(&out, "ir --stage frontend specs/ir/attention.ir"), 0);
+  ir_error err;
+  ir_func *f = ir_parse_file("specs/ir/attention.ir", &err);
+  assert_non_null(f);
+  char *want = ir_print_str(f);
+  assert_string_equal(out, want);
+  /* and the printed text parses back to the same text */
+  ir_func *g = ir_parse(out, "printed", &err);
+  assert_non_null(g);
+  char *again = ir_print_str(g);
+  assert_string_equal(again, want);
+  free(again), free(want), free(out);
+  ir_func_free(f), ir_func_free(g);
+}
+
+/* `--grad` prints a backward function: it parses, takes the upstream
+ * gradient and saved values as inputs and outputs every param gradient. */
+static void ir_grad_prints_backward(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(&out, "ir --grad specs/ir/attention.ir"), 0);
+  ir_error err;
+  ir_func *b = ir_parse(out, "bwd", &err);
+  if (!b) fail_msg("%s\n%s", err.msg, out);
+  assert_true(ir_find_leaf(b, "grad.loss") >= 0);
+  const char *params[] = {"wq.weight", "wk.weight", "wv.weight",
+                          "lm_head.weight"};
+  for (int i = 0; i < 4; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "grad.%s", params[i]);
+    assert_true(ir_find_output(b, name) >= 0);
+  }
+  assert_int_equal(b->n_outs, 4);
+  assert_non_null(strstr(out, "input \"saved."));
+  ir_func_free(b);
+  free(out);
+}
+
+static void ir_stages(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(&out, "ir --stage autodiff specs/ir/attention.ir"), 0);
+  assert_non_null(strstr(out, "output \"loss\""));
+  assert_non_null(strstr(out, "output \"grad.wq.weight\""));
+  free(out);
+  assert_int_equal(run(&out, "ir --stage opt specs/ir/attention.ir"), 0);
+  assert_non_null(strstr(out, "output \"grad.lm_head.weight\""));
+  free(out);
+  assert_int_equal(run(&out, "ir specs/ir/attention.ir"), 0);
+  assert_non_null(strstr(out, "# forward"));
+  assert_non_null(strstr(out, "# backward"));
+  free(out);
+  assert_int_equal(run(&out, "ir --format dot specs/ir/attention.ir"), 0);
+  assert_non_null(strstr(out, "digraph recall {"));
+  free(out);
+}
+
+static void ir_errors(void **state) {
+  (void)state;
+  char *out;
+  const char *bad = write_tmp("%a = param \"a\" : f32[4,8]\n"
+                              "%b = param \"b\" : f32[16,4]\n"
+                              "%c = matmul %a, %b : f32[4,4]\n");
+  char args[256];
+  snprintf(args, sizeof args, "ir %s", bad);
+  assert_int_equal(run(&out, args), 1);
+  char want[256];
+  snprintf(want, sizeof want, "%s:3: matmul: inner sizes differ, 8 vs 16", bad);
+  if (!strstr(out, want)) fail_msg("got: %s", out);
+  free(out);
+  remove(bad);
+
+  assert_int_equal(run(&out, "ir no/such/file.ir"), 1);
+  assert_non_null(strstr(out, "no/such/file.ir"));
+  free(out);
+  assert_int_equal(run(&out, "ir --stage nonsense specs/ir/attention.ir"), 2);
+  assert_non_null(strstr(out, "unknown stage 'nonsense'"));
+  free(out);
+  assert_int_equal(run(&out, "frobnicate"), 2);
+  assert_non_null(strstr(out, "unknown command 'frobnicate'"));
+  free(out);
+  /* no loss output: --grad says so */
+  const char *noloss = write_tmp("%a = param \"a\" : f32[4]\n"
+                                 "%b = exp %a : f32[4]\noutput \"y\" = %b\n");
+  snprintf(args, sizeof args, "ir --grad %s", noloss);
+  assert_int_equal(run(&out, args), 1);
+  assert_non_null(strstr(out, "no output named \"loss\""));
+  free(out);
+  remove(noloss);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(ir_prints_parsed_file),
+      cmocka_unit_test(ir_grad_prints_backward),
+      cmocka_unit_test(ir_stages),
+      cmocka_unit_test(ir_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
