@@ -1,0 +1,38 @@
+/* fe_internal.h — shared between the frontend's files, not public. */
+#ifndef RECALL_FE_INTERNAL_H
+#define RECALL_FE_INTERNAL_H
+
+#include <lua.h>
+
+#include "frontend.h"
+
+enum { FE_SCOPE_MAX = 256, FE_PATH_MAX = 1024 };
+
+/* Everything one spec run builds; lives on fe_load's C stack and is
+ * reached from Lua through the registry. */
+typedef struct {
+  ir_func *f;
+  fe_param *params;
+  int n_params, cap_params;
+  char scope[FE_SCOPE_MAX]; /* "layers.0.mixer" or "" */
+  char libprefix[FE_PATH_MAX]; /* "@ROOT/specs/lib/": library chunks */
+} fe_builder;
+
+fe_builder *fe_builder_get(lua_State *L);
+
+/* Raises a Lua error "FILE:LINE: message" at the innermost frame of the
+ * user's spec (library frames are skipped, the traceback shows them). */
+int fe_raise(lua_State *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+/* The line of that frame (0 if none): recorded as the node's line. */
+int fe_user_line(lua_State *L);
+
+/* Registers tensor functions and methods as globals (tensor.c). */
+void fe_open_tensor(lua_State *L);
+/* Registers the global `init` table of initialiser constructors (init.c). */
+void fe_open_init(lua_State *L);
+/* Reads an initialiser descriptor at idx (a table made by init.*). */
+void fe_init_check(lua_State *L, int idx, fe_init *out);
+
+#endif

@@ -1,0 +1,116 @@
+/* frontend.h — recall's Lua frontend: runs a model spec (Lua 5.4) that
+ * builds an IR function through tensor userdata, and returns the function
+ * with its parameters' initialisers, the consts to bind and the options the
+ * spec ran with. docs/models.md is the user's reference for the Lua side.
+ *
+ * The per-example interface every model spec of the study keeps (the
+ * runtime relies on it): inputs "tokens" i32[n], "pos" i32[] (the position
+ * read out), "label" i32[]; outputs "logits" f32[K] and "loss" f32[].
+ */
+#ifndef RECALL_FRONTEND_H
+#define RECALL_FRONTEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ir.h"
+
+enum { FE_MSG_MAX = 4096 };
+
+/* A message "FILE:LINE: what is wrong" followed by a Lua traceback. */
+typedef struct {
+  char msg[FE_MSG_MAX];
+} fe_error;
+
+/* How a parameter is initialised; the runtime draws the values (its RNG),
+ * fe_init_apply fixes the formulas. */
+typedef enum {
+  FE_INIT_UNIFORM,  /* a + (b - a) * u, u ~ U[0,1): U(a, b) */
+  FE_INIT_NORMAL,   /* a + b * z, z ~ N(0,1): mean a, std b */
+  FE_INIT_CONSTANT, /* every element = a */
+  FE_INIT_A_LOG,    /* Mamba's A_log: element [..., s] = log(s + 1) */
+  FE_INIT_DT_BIAS,  /* Mamba's dt_proj.bias: inverse softplus of dt, where
+                       dt = max(exp(log(dt_min) + u * (log(dt_max) -
+                       log(dt_min))), dt_floor), u ~ U[0,1) */
+} fe_init_kind;
+
+typedef struct {
+  fe_init_kind kind;
+  double a, b;                     /* uniform lo, hi; normal mean, std; constant a */
+  double dt_min, dt_max, dt_floor; /* dt_bias */
+} fe_init;
+
+typedef struct {
+  char *name; /* owned; equals the param node's name */
+  int node;   /* id of the param node in the model's function */
+  fe_init init;
+} fe_param;
+
+typedef enum { FE_VAL_NUM, FE_VAL_STR, FE_VAL_BOOL } fe_value_kind;
+
+/* One option the spec ran with (after --set and defaults). */
+typedef struct {
+  char *key; /* owned */
+  fe_value_kind kind;
+  double num;  /* FE_VAL_NUM; FE_VAL_BOOL as 0/1 */
+  char *str;   /* FE_VAL_STR (owned), else NULL */
+} fe_value;
+
+typedef struct {
+  ir_func *f;          /* owned; a caller may take it and set f = NULL */
+  char *path;          /* the spec's path or chunk name (owned) */
+  fe_param *params;    /* in creation order, one per param node */
+  int n_params;
+  int *consts;         /* ids of every const node; data == NULL: the caller
+                          binds it (embedding.weight = numpy's V) */
+  int n_consts;
+  fe_value *config;    /* every option, sorted by key */
+  int n_config;
+} fe_model;
+
+/* Where the spec's library lives and the --set pairs it runs with.
+ * root: the project root; require finds ROOT/specs/lib/?.lua, then modules
+ * next to the spec. NULL means $RECALL_ROOT, else the ROOT of a spec path
+ * ROOT/specs/..., else ".". */
+typedef struct {
+  const char *root;
+  const char *const *keys; /* --set key=value pairs, n_sets of each */
+  const char *const *values;
+  int n_sets;
+} fe_options;
+
+/* Runs the model spec at path and returns its model in *out (free with
+ * fe_model_free). The function verifies (ir_verify). Every --set key must
+ * name an option of the spec. Returns 0, or -1 with err filled and *out
+ * NULL. opt may be NULL (no --set, root from the environment). */
+int fe_load_model(const char *path, const fe_options *opt, fe_model **out,
+                  fe_error *err);
+
+/* Same for Lua source held in memory; chunkname names it in messages
+ * ("spec" if NULL). */
+int fe_load_string(const char *code, const char *chunkname,
+                   const fe_options *opt, fe_model **out, fe_error *err);
+
+void fe_model_free(fe_model *m);
+
+/* Lookups; NULL if absent. */
+const fe_param *fe_find_param(const fe_model *m, const char *name);
+const fe_value *fe_config(const fe_model *m, const char *key);
+/* The option as a number (FE_VAL_NUM or FE_VAL_BOOL), else dflt. */
+double fe_config_num(const fe_model *m, const char *key, double dflt);
+/* The option as a string (FE_VAL_STR), else dflt. */
+const char *fe_config_str(const fe_model *m, const char *key,
+                          const char *dflt);
+
+/* Fills out[0..numel(t)) for init, drawing one variate per element in
+ * row-major order from uniform() in [0,1) (uniform, dt_bias) or normal()
+ * ~ N(0,1) (normal) with state rng. Values are computed in double and
+ * rounded to float. */
+void fe_init_apply(const fe_init *init, const ir_type *t, float *out,
+                   double (*uniform)(void *rng), double (*normal)(void *rng),
+                   void *rng);
+
+/* "uniform(-0.35355, 0.35355)", "a_log", ...; returns buf. */
+char *fe_init_str(const fe_init *init, char *buf, size_t n);
+
+#endif
