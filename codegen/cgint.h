@@ -1,0 +1,187 @@
+/* cgint.h — codegen internals shared by the codegen .c files (private:
+ * other parts include codegen.h only). */
+#ifndef RECALL_CGINT_H
+#define RECALL_CGINT_H
+
+#include "codegen.h"
+
+#include <llvm-c/Core.h>
+
+/* ---- plan (plan.c): fusion groups and arena slots ---- */
+
+typedef enum {
+  CG_DEAD,  /* no live user and not an output: not emitted */
+  CG_LEAF,  /* input/param/const: leaves[leaf] */
+  CG_MAT,   /* computed into its own buffer: outs[out] or arena slot */
+  CG_ALIAS, /* reshape, contiguous slice: its input's bytes (at an offset) */
+  CG_FUSED  /* computed inside the loop of group root `root` */
+} cg_kind;
+
+enum { CG_MAX_SCRATCH = 3 };
+
+typedef struct {
+  cg_kind kind;
+  int root;    /* CG_FUSED: the materialised node whose loop computes it */
+  int leaf;    /* CG_LEAF: leaf index */
+  int out;     /* CG_MAT: output whose buffer holds it, or -1 */
+  int slot;    /* CG_MAT without out: arena slot, or -1 */
+  int scratch[CG_MAX_SCRATCH]; /* temporary slots for this node, or -1 */
+  int pair;    /* a scan and the scan_bwd of the same inputs: each other's
+                  id (the scan saves its states and decay factors in its
+                  scratch 1 and 2, kept until the scan_bwd, which reads
+                  them instead of running the recurrence again), or -1 */
+} cg_node_plan;
+
+typedef struct {
+  cg_node_plan *node; /* one per IR node */
+  int n_nodes;
+  int n_leaves;
+  int *leaf_node; /* leaf index -> node id */
+  int n_slots;
+  int64_t *slot_bytes, *slot_off;
+  int64_t arena_bytes;
+  int n_mat, n_fused;
+} cg_plan;
+
+int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err);
+void cg_plan_free(cg_plan *p);
+/* Scratch bytes op of node v needs (0 for none), for each scratch slot. */
+int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k);
+bool cg_is_view(ir_op op);    /* permute, slice, expand */
+bool cg_is_reduce(ir_op op);  /* sum, amax, mean */
+bool cg_is_ewise(ir_op op);   /* unary and binary elementwise */
+bool cg_slice_is_offset(const ir_func *f, int v);
+
+/* ---- lowering context (emit.c) ---- */
+
+typedef struct {
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMBuilderRef B;
+  LLVMValueRef fn;      /* the inner kernel */
+  LLVMValueRef alloca_at; /* allocas go before this instruction */
+  LLVMTypeRef f32, i32, i64, i1, ptr;
+  const ir_func *f;
+  const cg_plan *p;
+  LLVMValueRef *leaf, *out, *slot; /* the inner kernel's parameters */
+  LLVMValueRef oob;     /* i32 alloca: out-of-range index count */
+  int *acc_of;          /* group emission: node -> access, -1 none */
+  LLVMValueRef *memo;   /* group emission: node -> value in the loop body */
+  int n_loops;
+  int vw; /* lanes of the values being built: 0 or 1 scalar, else a
+             vector width (mathfn.c's functions follow it) */
+} cg_ctx;
+
+/* Builds the kernel `name` for f into module M (see codegen.h for the
+ * calling convention). profile: also a global "<name>.prof", i64 per node,
+ * to which each node's code adds the cycles it took. */
+int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
+             LLVMModuleRef M, const char *name, bool profile, bool ftz,
+             int *n_loops, ir_error *err);
+
+/* constants and types */
+LLVMValueRef cg_i64(cg_ctx *c, int64_t v);
+LLVMValueRef cg_i32c(cg_ctx *c, int32_t v);
+LLVMValueRef cg_f32c(cg_ctx *c, double v);
+LLVMTypeRef cg_elty(cg_ctx *c, const ir_node *n);
+/* c->vw lanes of scalar type (the scalar itself when vw <= 1), a value
+ * splat across them, and float loads/stores of that width at a float
+ * index (alignment 4). */
+LLVMTypeRef cg_vty(cg_ctx *c, LLVMTypeRef scalar);
+LLVMValueRef cg_splat(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_vload(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx);
+void cg_vstore(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
+/* memory */
+LLVMValueRef cg_ptr(cg_ctx *c, int node); /* storage of a node's value */
+LLVMValueRef cg_gep(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base,
+                    LLVMValueRef idx);
+LLVMValueRef cg_load(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base,
+                     LLVMValueRef idx);
+void cg_store(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
+LLVMValueRef cg_loadf(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx);
+void cg_zero(cg_ctx *c, LLVMValueRef base, int64_t numel);
+void cg_memcpy(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t numel);
+LLVMValueRef cg_alloca(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef init);
+/* integer index arithmetic (i64, nsw) */
+LLVMValueRef cg_add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_addk(cg_ctx *c, LLVMValueRef a, int64_t k);
+LLVMValueRef cg_mulk(cg_ctx *c, LLVMValueRef a, int64_t k);
+LLVMValueRef cg_imax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_imin(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+/* float arithmetic; fmf: LLVMFastMath* flags for this instruction */
+enum { CG_ACC = LLVMFastMathAllowReassoc | LLVMFastMathAllowContract,
+       CG_FMA = LLVMFastMathAllowContract };
+LLVMValueRef cg_fadd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf);
+LLVMValueRef cg_fsub(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf);
+LLVMValueRef cg_fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf);
+LLVMValueRef cg_fdiv(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmuladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b,
+                        LLVMValueRef d);
+LLVMValueRef cg_fmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf);
+LLVMValueRef cg_intrin(cg_ctx *c, const char *name, LLVMTypeRef ty,
+                       LLVMValueRef *args, unsigned n);
+/* control flow: for (iv = start; iv < end; iv++), a counted loop */
+typedef struct {
+  LLVMBasicBlockRef body, exit;
+  LLVMValueRef iv, end;
+} cg_loop;
+LLVMValueRef cg_for(cg_ctx *c, cg_loop *l, LLVMValueRef start,
+                    LLVMValueRef end);
+LLVMValueRef cg_forn(cg_ctx *c, cg_loop *l, int64_t n); /* 0..n-1 */
+void cg_endfor(cg_ctx *c, cg_loop *l);
+LLVMBasicBlockRef cg_if(cg_ctx *c, LLVMValueRef cond); /* returns merge */
+void cg_endif(cg_ctx *c, LLVMBasicBlockRef merge);
+/* Loop nest over dims with n_acc strided accesses: body gets each access's
+ * element offset (i64). Size-1 dims are dropped and adjacent dims merged
+ * wherever every access allows it. */
+typedef struct {
+  int64_t off;
+  int64_t st[IR_MAX_RANK];
+} cg_access;
+typedef void (*cg_body_fn)(cg_ctx *c, LLVMValueRef *offs, void *ud);
+void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
+             int n_acc, cg_body_fn body, void *ud);
+void cg_contig(const ir_type *t, cg_access *a); /* row-major strides */
+/* Denormals flushed to zero (x86: MXCSR FTZ and DAZ) from begin to end
+ * (the whole kernel unless cg_options.denormals): values that decay
+ * geometrically (the scans' carries, the gradients behind them) would
+ * otherwise cost ~100 cycles an operation. Returns the saved state for
+ * cg_ftz_end (NULL off x86: nothing changes). */
+LLVMValueRef cg_ftz_begin(cg_ctx *c);
+void cg_ftz_end(cg_ctx *c, LLVMValueRef saved);
+/* Counts an out-of-range index when bad (i1) is true. */
+void cg_count_oob(cg_ctx *c, LLVMValueRef bad);
+/* Clamps i32 index v into [0, n-1]; returns it as i64 and counts misses. */
+LLVMValueRef cg_clamp_index(cg_ctx *c, LLVMValueRef v, int64_t n);
+
+/* ---- math (mathfn.c): inline approximations, float32 ---- */
+LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef y); /* y >= 0 */
+LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_silu(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_softplus(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
+
+/* ---- op emitters: each writes node v into cg_ptr(c, v) ---- */
+void cg_emit_group(cg_ctx *c, int root);          /* ops_ew.c */
+void cg_emit_reduce(cg_ctx *c, int v);
+void cg_emit_matmul(cg_ctx *c, int v);            /* ops_matmul.c */
+int64_t cg_matmul_scratch(const ir_func *f, int v); /* bytes for B' */
+void cg_emit_softmax(cg_ctx *c, int v);           /* ops_linalg.c */
+void cg_emit_pad(cg_ctx *c, int v);               /* ops_layout.c */
+void cg_emit_concat(cg_ctx *c, int v);
+void cg_emit_gather(cg_ctx *c, int v);            /* ops_index.c */
+void cg_emit_scatter_add(cg_ctx *c, int v);
+void cg_emit_select_row(cg_ctx *c, int v);
+void cg_emit_onehot(cg_ctx *c, int v);
+void cg_emit_cross_entropy(cg_ctx *c, int v);
+void cg_emit_conv1d(cg_ctx *c, int v);            /* ops_seq.c */
+int64_t cg_conv_scratch(const ir_func *f, int v); /* bytes for w^T */
+void cg_emit_conv1d_bwd_x(cg_ctx *c, int v);
+void cg_emit_conv1d_bwd_w(cg_ctx *c, int v);
+void cg_emit_scan(cg_ctx *c, int v);
+void cg_emit_scan_bwd(cg_ctx *c, int v);
+
+#endif

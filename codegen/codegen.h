@@ -1,0 +1,144 @@
+/* codegen.h — recall's code generator: IR function -> one LLVM kernel,
+ * optimised with the new pass manager ("default<O3>", host TargetMachine)
+ * and JIT-compiled with ORC LLJIT. Every size is a compile-time constant.
+ *
+ * Calling convention. A compiled function is one kernel
+ *
+ *   int32_t kernel(const void *const *leaves, void *const *outs, void *arena);
+ *
+ *  - leaves[i] points at leaf i's data, the leaves being the function's
+ *    input, param and const nodes in node order (cg_leaf_node maps i to the
+ *    node id). f32 leaves are float arrays, i32 leaves int32_t arrays, both
+ *    dense row-major with the node's shape; 4-byte alignment suffices.
+ *    For a const node that carried data at compile time, cg_run accepts
+ *    NULL and passes the module's own copy.
+ *  - outs[j] points at room for output j (f->outs order): numel floats
+ *    (int32_t for an i32 output). Outputs may be read back by the kernel.
+ *  - arena: cg_arena_size bytes, 64-byte aligned (cg_arena_new), holding
+ *    every intermediate value; its content on entry does not matter and on
+ *    return is garbage. Buffers are planned at compile time: disjoint
+ *    slots, each reused by values whose lifetimes do not overlap.
+ *  - No buffer may overlap another except that leaves may share memory
+ *    (they are only read). The kernel is pointer-noalias on all of them.
+ *  - Returns the number of out-of-range indices it met (0 normally).
+ *    Index ops never touch memory out of bounds: reads clamp (gather,
+ *    select_row, cross_entropy's label use the nearest valid row/class),
+ *    writes drop (scatter_add skips the row, onehot gives an all-zero
+ *    row). The interpreter reports these cases as errors instead; the
+ *    count lets the caller do the same.
+ *  - The kernel is reentrant: threads may run it at once with different
+ *    arenas and outputs.
+ *
+ * Numerics: float32 throughout. exp, log and everything built on them
+ * (sigmoid, silu, softplus, tanh, softmax, cross_entropy, scan) use
+ * inline vectorisable approximations (range reduction + polynomial,
+ * measured within 3 ulp of libm; +-inf, NaN, 0 and denormals handled).
+ * Fast-math flags appear only on accumulations: 'reassoc' on reductions
+ * (sum, mean, amax, softmax and cross-entropy sums, scan's sum over the
+ * state) so that they vectorise, 'contract' on multiply-adds (matmul,
+ * conv1d, scan) to allow FMA. So results differ from the interpreter's
+ * (double within an op, rounded to float after it) in the last bits,
+ * never by more than the accumulation order explains. Masked softmax
+ * weights are exact zeros; a tiny cross-entropy (confident and right)
+ * keeps its relative accuracy.
+ *
+ * What the compiler does (plan.c): elementwise chains, strided views
+ * (permute, slice, expand) and fills are fused into their consumer's loop
+ * (an elementwise op, a view, or a sum/mean/amax) when nothing else reads
+ * them; reshapes and contiguous slices are aliases; every other node
+ * gets a loop nest of its own. matmul is explicit vector code with
+ * register blocking (ops_matmul.c).
+ */
+#ifndef RECALL_CODEGEN_H
+#define RECALL_CODEGEN_H
+
+#include "ir.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cg_module cg_module;
+
+typedef int32_t (*cg_kernel_fn)(const void *const *leaves, void *const *outs,
+                                void *arena);
+
+/* A zero-initialised struct (or NULL) gives the defaults. */
+typedef struct {
+  const char *passes; /* new-PM pipeline text; NULL: "default<O3>" */
+  const char *cpu;    /* cg_llvm_ir / cg_asm only: target CPU such as
+                         "x86-64-v3" (stable output for golden tests);
+                         NULL: the host. The JIT always targets the host. */
+  bool no_fuse;       /* give every elementwise op and view its own loop
+                         and buffer (fills stay constants, reshapes
+                         aliases): to test the fusion */
+  bool unroll;        /* let LLVM unroll loops (off by default: with the
+                         many short constant-trip loops it made kernels
+                         slower and compiles several times longer) */
+  bool profile;       /* count cycles per node (cg_profile); the counters
+                         are shared by all runs: not for concurrent use */
+  bool denormals;     /* keep IEEE denormals; by default a kernel runs
+                         with them flushed to zero (x86 FTZ and DAZ,
+                         the caller's mode restored on return): the
+                         gradients that decay back through the scan
+                         otherwise make whole loops ~10x slower */
+} cg_options;
+
+typedef struct {
+  double lower_ms, opt_ms, jit_ms; /* IR -> LLVM IR, passes, machine code */
+  int n_loops_emitted;             /* loops, before optimisation */
+  int n_materialised;              /* nodes with their own buffer */
+  int n_fused;                     /* nodes computed inside another's loop */
+  int n_slots;                     /* arena slots */
+  size_t arena_bytes;
+} cg_stats;
+
+/* Compiles a verified function (ir_verify) into a JIT kernel. Returns NULL
+ * with a message on failure. Thread-safe: compiles from several threads
+ * run in parallel (each has its own LLVM context and target machine; the
+ * process shares one LLJIT). The function may be freed afterwards. */
+cg_module *cg_compile(const ir_func *f, const cg_options *opt, ir_error *err);
+/* Releases the kernel's machine code and the module (not while it runs).
+ * NULL is ignored. */
+void cg_free(cg_module *m);
+
+/* Runs the kernel (see the calling convention above). Returns the
+ * out-of-range index count, or -1 if a non-const leaf pointer is NULL. */
+int cg_run(const cg_module *m, const void *const *leaves, void *const *outs,
+           void *arena);
+/* The raw entry point, for callers that fill every leaf themselves. */
+cg_kernel_fn cg_kernel(const cg_module *m);
+
+size_t cg_arena_size(const cg_module *m);
+/* A zeroed arena of cg_arena_size bytes, 64-byte aligned; free() it. */
+void *cg_arena_new(const cg_module *m);
+int cg_n_leaves(const cg_module *m);
+int cg_leaf_node(const cg_module *m, int i); /* node id of leaf i */
+int cg_leaf_index(const cg_module *m, int node); /* -1: not a leaf */
+int cg_n_outputs(const cg_module *m);
+const cg_stats *cg_module_stats(const cg_module *m);
+/* Compiled with opt->profile: cycles (llvm.readcyclecounter) spent in each
+ * node's code, summed over runs, indexed by node id (fused nodes count in
+ * their group's root); zero the array to restart. NULL otherwise. */
+uint64_t *cg_profile(const cg_module *m);
+
+typedef enum {
+  CG_STAGE_LOWERED, /* as emitted, before any pass */
+  CG_STAGE_OPT      /* after opt->passes */
+} cg_stage;
+
+/* LLVM IR text of the kernel f compiles to (malloc'd; NULL + message on
+ * failure). Same lowering and passes as cg_compile; opt->cpu picks the
+ * target (the host by default). */
+char *cg_llvm_ir(const ir_func *f, const cg_options *opt, cg_stage stage,
+                 ir_error *err);
+/* Assembly text of the optimised kernel for opt->cpu (host by default). */
+char *cg_asm(const ir_func *f, const cg_options *opt, ir_error *err);
+
+/* The floating-point operations one run of f needs, counted per IR op
+ * over the nodes its outputs depend on (table in flops.c: matmul 2mnk,
+ * elementwise 1, exp-based 10, scan per (t, e, s), causal attention only
+ * its unmasked triangle). For GFLOP/s figures. */
+double cg_flops(const ir_func *f);
+
+#endif

@@ -1,0 +1,497 @@
+/* emit.c — the lowering driver and the small IR-building vocabulary every
+ * op emitter uses: constants, addresses, counted loops, loop nests over
+ * strided accesses, fast-math-flagged arithmetic. */
+#include "cgint.h"
+
+#include <llvm-c/Analysis.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- constants, types, memory ---- */
+
+LLVMValueRef cg_i64(cg_ctx *c, int64_t v) {
+  return LLVMConstInt(c->i64, (unsigned long long)v, 1);
+}
+LLVMValueRef cg_i32c(cg_ctx *c, int32_t v) {
+  return LLVMConstInt(c->i32, (unsigned long long)(int64_t)v, 1);
+}
+LLVMValueRef cg_f32c(cg_ctx *c, double v) { return LLVMConstReal(c->f32, v); }
+
+LLVMTypeRef cg_vty(cg_ctx *c, LLVMTypeRef scalar) {
+  return c->vw > 1 ? LLVMVectorType(scalar, (unsigned)c->vw) : scalar;
+}
+
+LLVMValueRef cg_splat(cg_ctx *c, LLVMValueRef x) {
+  if (c->vw <= 1) return x;
+  if (LLVMIsConstant(x)) {
+    LLVMValueRef el[64];
+    for (int i = 0; i < c->vw; i++) el[i] = x;
+    return LLVMConstVector(el, (unsigned)c->vw);
+  }
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), (unsigned)c->vw);
+  LLVMValueRef v = LLVMBuildInsertElement(c->B, LLVMGetPoison(vt), x, cg_i32c(c, 0), "");
+  LLVMValueRef zero = LLVMConstNull(LLVMVectorType(c->i32, (unsigned)c->vw));
+  return LLVMBuildShuffleVector(c->B, v, LLVMGetPoison(vt), zero, "");
+}
+
+LLVMValueRef cg_vload(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx) {
+  return cg_load(c, cg_vty(c, c->f32), base, idx);
+}
+
+void cg_vstore(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx) {
+  LLVMValueRef s = LLVMBuildStore(c->B, v, cg_gep(c, c->f32, base, idx));
+  LLVMSetAlignment(s, 4);
+}
+
+LLVMTypeRef cg_elty(cg_ctx *c, const ir_node *n) {
+  return n->type.dtype == IR_I32 ? c->i32 : c->f32;
+}
+
+LLVMValueRef cg_ptr(cg_ctx *c, int v) {
+  const cg_node_plan *q = &c->p->node[v];
+  switch (q->kind) {
+  case CG_LEAF: return c->leaf[q->leaf];
+  case CG_MAT: return q->out >= 0 ? c->out[q->out] : c->slot[q->slot];
+  case CG_ALIAS: {
+    const ir_node *n = &c->f->nodes[v];
+    LLVMValueRef base = cg_ptr(c, n->in[0]);
+    if (n->op != IR_OP_SLICE || n->attr.start == 0) return base;
+    cg_access a;
+    cg_contig(&c->f->nodes[n->in[0]].type, &a);
+    return cg_gep(c, cg_elty(c, n), base, cg_i64(c, n->attr.start * a.st[n->attr.axis]));
+  }
+  default: abort(); /* the plan guarantees storage for every read */
+  }
+}
+
+LLVMValueRef cg_gep(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base,
+                    LLVMValueRef idx) {
+  return LLVMBuildInBoundsGEP2(c->B, ty, base, &idx, 1, "");
+}
+
+LLVMValueRef cg_load(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef base,
+                     LLVMValueRef idx) {
+  LLVMTypeRef el = LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetElementType(ty) : ty;
+  LLVMValueRef v = LLVMBuildLoad2(c->B, ty, cg_gep(c, el, base, idx), "");
+  LLVMSetAlignment(v, 4);
+  return v;
+}
+
+LLVMValueRef cg_loadf(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx) {
+  return cg_load(c, c->f32, base, idx);
+}
+
+void cg_store(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx) {
+  LLVMValueRef s =
+      LLVMBuildStore(c->B, v, cg_gep(c, LLVMTypeOf(v), base, idx));
+  LLVMSetAlignment(s, 4);
+}
+
+void cg_zero(cg_ctx *c, LLVMValueRef base, int64_t numel) {
+  LLVMBuildMemSet(c->B, base, LLVMConstInt(LLVMInt8TypeInContext(c->C), 0, 0),
+                  cg_i64(c, 4 * numel), 4);
+}
+
+void cg_memcpy(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t numel) {
+  LLVMBuildMemCpy(c->B, dst, 4, src, 4, cg_i64(c, 4 * numel));
+}
+
+LLVMValueRef cg_alloca(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef init) {
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(c->C);
+  LLVMPositionBuilderBefore(b, c->alloca_at);
+  LLVMValueRef a = LLVMBuildAlloca(b, ty, "");
+  LLVMDisposeBuilder(b);
+  if (init) LLVMBuildStore(c->B, init, a);
+  return a;
+}
+
+/* ---- arithmetic ---- */
+
+LLVMValueRef cg_add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildNSWAdd(c->B, a, b, "");
+}
+LLVMValueRef cg_mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildNSWMul(c->B, a, b, "");
+}
+LLVMValueRef cg_addk(cg_ctx *c, LLVMValueRef a, int64_t k) {
+  return k ? cg_add(c, a, cg_i64(c, k)) : a;
+}
+LLVMValueRef cg_mulk(cg_ctx *c, LLVMValueRef a, int64_t k) {
+  return k == 1 ? a : cg_mul(c, a, cg_i64(c, k));
+}
+LLVMValueRef cg_imax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSGT, a, b, ""), a, b,
+                         "");
+}
+LLVMValueRef cg_imin(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, a, b, ""), a, b,
+                         "");
+}
+
+static LLVMValueRef flag(LLVMValueRef v, unsigned fmf) {
+  if (fmf && LLVMIsAInstruction(v)) LLVMSetFastMathFlags(v, fmf);
+  return v;
+}
+LLVMValueRef cg_fadd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf) {
+  return flag(LLVMBuildFAdd(c->B, a, b, ""), fmf);
+}
+LLVMValueRef cg_fsub(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf) {
+  return flag(LLVMBuildFSub(c->B, a, b, ""), fmf);
+}
+LLVMValueRef cg_fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf) {
+  return flag(LLVMBuildFMul(c->B, a, b, ""), fmf);
+}
+LLVMValueRef cg_fdiv(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildFDiv(c->B, a, b, "");
+}
+
+LLVMValueRef cg_intrin(cg_ctx *c, const char *name, LLVMTypeRef ty,
+                       LLVMValueRef *args, unsigned n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(c->C, id, &ty, 1);
+  return LLVMBuildCall2(c->B, fty, fn, args, n, "");
+}
+
+/* a*b+d, fused only where the target has FMA (llvm.fmuladd) */
+LLVMValueRef cg_fmuladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b,
+                        LLVMValueRef d) {
+  LLVMValueRef args[3] = {a, b, d};
+  return cg_intrin(c, "llvm.fmuladd", LLVMTypeOf(a), args, 3);
+}
+
+/* llvm.maximum: a NaN operand gives NaN, as in the interpreter */
+LLVMValueRef cg_fmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf) {
+  LLVMValueRef args[2] = {a, b};
+  return flag(cg_intrin(c, "llvm.maximum", LLVMTypeOf(a), args, 2), fmf);
+}
+
+/* ---- control flow ---- */
+
+/* Loops are bottom-tested after an entry guard (omitted when the bounds
+ * are constants with start < end): the shape LLVM's loop passes expect. */
+LLVMValueRef cg_for(cg_ctx *c, cg_loop *l, LLVMValueRef start,
+                    LLVMValueRef end) {
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->B);
+  l->body = LLVMAppendBasicBlockInContext(c->C, c->fn, "loop");
+  l->exit = LLVMAppendBasicBlockInContext(c->C, c->fn, "done");
+  l->end = end;
+  bool known = LLVMIsAConstantInt(start) && LLVMIsAConstantInt(end) &&
+               LLVMConstIntGetSExtValue(start) < LLVMConstIntGetSExtValue(end);
+  if (known)
+    LLVMBuildBr(c->B, l->body);
+  else
+    LLVMBuildCondBr(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, start, end, ""),
+                    l->body, l->exit);
+  LLVMPositionBuilderAtEnd(c->B, l->body);
+  l->iv = LLVMBuildPhi(c->B, c->i64, "i");
+  LLVMAddIncoming(l->iv, &start, &pre, 1);
+  c->n_loops++;
+  return l->iv;
+}
+
+/* A one-trip loop is no loop: iv is the constant 0. */
+LLVMValueRef cg_forn(cg_ctx *c, cg_loop *l, int64_t n) {
+  if (n == 1) {
+    l->body = NULL;
+    return cg_i64(c, 0);
+  }
+  return cg_for(c, l, cg_i64(c, 0), cg_i64(c, n));
+}
+
+void cg_endfor(cg_ctx *c, cg_loop *l) {
+  if (!l->body) return;
+  LLVMValueRef nx = LLVMBuildNUWAdd(c->B, l->iv, cg_i64(c, 1), "");
+  LLVMSetNSW(nx, 1);
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->B);
+  LLVMBuildCondBr(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, nx, l->end, ""),
+                  l->body, l->exit);
+  LLVMAddIncoming(l->iv, &nx, &latch, 1);
+  /* keep blocks in emission order for readable dumps */
+  LLVMMoveBasicBlockAfter(l->exit, latch);
+  LLVMPositionBuilderAtEnd(c->B, l->exit);
+}
+
+LLVMBasicBlockRef cg_if(cg_ctx *c, LLVMValueRef cond) {
+  LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->C, c->fn, "then");
+  LLVMBasicBlockRef merge = LLVMAppendBasicBlockInContext(c->C, c->fn, "endif");
+  LLVMBuildCondBr(c->B, cond, then, merge);
+  LLVMPositionBuilderAtEnd(c->B, then);
+  return merge;
+}
+
+void cg_endif(cg_ctx *c, LLVMBasicBlockRef merge) {
+  LLVMBuildBr(c->B, merge);
+  LLVMMoveBasicBlockAfter(merge, LLVMGetInsertBlock(c->B));
+  LLVMPositionBuilderAtEnd(c->B, merge);
+}
+
+void cg_contig(const ir_type *t, cg_access *a) {
+  int64_t s = 1;
+  a->off = 0;
+  for (int d = t->rank - 1; d >= 0; d--) {
+    a->st[d] = s;
+    s *= t->dim[d];
+  }
+}
+
+void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
+             int n_acc, cg_body_fn body, void *ud) {
+  /* drop size-1 dims, then merge d into d-1 where every access agrees */
+  int64_t dm[IR_MAX_RANK];
+  int r = 0;
+  for (int d = 0; d < rank; d++) {
+    if (dims[d] == 1) continue;
+    for (int k = 0; k < n_acc; k++) acc[k].st[r] = acc[k].st[d];
+    dm[r++] = dims[d];
+  }
+  int m = 0;
+  for (int d = 0; d < r; d++) {
+    bool merge = m > 0;
+    for (int k = 0; merge && k < n_acc; k++)
+      merge = acc[k].st[m - 1] == acc[k].st[d] * dm[d];
+    if (merge) {
+      dm[m - 1] *= dm[d];
+      for (int k = 0; k < n_acc; k++) acc[k].st[m - 1] = acc[k].st[d];
+    } else {
+      dm[m] = dm[d];
+      for (int k = 0; k < n_acc; k++) acc[k].st[m] = acc[k].st[d];
+      m++;
+    }
+  }
+  cg_loop l[IR_MAX_RANK];
+  LLVMValueRef iv[IR_MAX_RANK];
+  for (int d = 0; d < m; d++) iv[d] = cg_forn(c, &l[d], dm[d]);
+  LLVMValueRef *offs = malloc(sizeof *offs * ((size_t)n_acc + 1));
+  if (!offs) abort();
+  for (int k = 0; k < n_acc; k++) {
+    LLVMValueRef o = cg_i64(c, acc[k].off);
+    for (int d = 0; d < m; d++)
+      if (acc[k].st[d]) o = cg_add(c, o, cg_mulk(c, iv[d], acc[k].st[d]));
+    offs[k] = o;
+  }
+  body(c, offs, ud);
+  free(offs);
+  for (int d = m - 1; d >= 0; d--) cg_endfor(c, &l[d]);
+}
+
+/* ---- denormals ---- */
+
+static void mxcsr(cg_ctx *c, const char *name, LLVMValueRef at) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, NULL, 0);
+  LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, NULL, 0), fn, &at, 1, "");
+}
+
+LLVMValueRef cg_ftz_begin(cg_ctx *c) {
+  if (strncmp(LLVMGetTarget(c->M), "x86_64", 6)) return NULL;
+  LLVMValueRef old = cg_alloca(c, c->i32, NULL), cur = cg_alloca(c, c->i32, NULL);
+  mxcsr(c, "llvm.x86.sse.stmxcsr", old);
+  LLVMValueRef v = LLVMBuildLoad2(c->B, c->i32, old, "");
+  LLVMBuildStore(c->B, LLVMBuildOr(c->B, v, cg_i32c(c, 0x8040), ""), cur);
+  mxcsr(c, "llvm.x86.sse.ldmxcsr", cur);
+  return old;
+}
+
+void cg_ftz_end(cg_ctx *c, LLVMValueRef saved) {
+  if (saved) mxcsr(c, "llvm.x86.sse.ldmxcsr", saved);
+}
+
+/* ---- out-of-range indices ---- */
+
+void cg_count_oob(cg_ctx *c, LLVMValueRef bad) {
+  LLVMValueRef n = LLVMBuildLoad2(c->B, c->i32, c->oob, "");
+  n = LLVMBuildAdd(c->B, n, LLVMBuildZExt(c->B, bad, c->i32, ""), "");
+  LLVMBuildStore(c->B, n, c->oob);
+}
+
+LLVMValueRef cg_clamp_index(cg_ctx *c, LLVMValueRef v, int64_t n) {
+  LLVMValueRef bad = LLVMBuildICmp(c->B, LLVMIntUGE, v, cg_i32c(c, (int32_t)n), "");
+  cg_count_oob(c, bad);
+  LLVMValueRef lo = LLVMBuildICmp(c->B, LLVMIntSLT, v, cg_i32c(c, 0), "");
+  LLVMValueRef hi = cg_i32c(c, (int32_t)(n - 1));
+  v = LLVMBuildSelect(c->B, bad, LLVMBuildSelect(c->B, lo, cg_i32c(c, 0), hi, ""),
+                      v, "");
+  return LLVMBuildSExt(c->B, v, c->i64, "");
+}
+
+/* ---- the driver ---- */
+
+static void emit_node(cg_ctx *c, int v) {
+  const cg_node_plan *q = &c->p->node[v];
+  if (q->kind != CG_MAT) return;
+  ir_op op = c->f->nodes[v].op;
+  if (cg_is_ewise(op) || cg_is_view(op) || op == IR_OP_FILL) {
+    cg_emit_group(c, v);
+    return;
+  }
+  switch (op) {
+  case IR_OP_MATMUL: cg_emit_matmul(c, v); break;
+  case IR_OP_SUM:
+  case IR_OP_AMAX:
+  case IR_OP_MEAN: cg_emit_reduce(c, v); break;
+  case IR_OP_SOFTMAX: cg_emit_softmax(c, v); break;
+  case IR_OP_PAD: cg_emit_pad(c, v); break;
+  case IR_OP_CONCAT: cg_emit_concat(c, v); break;
+  case IR_OP_GATHER: cg_emit_gather(c, v); break;
+  case IR_OP_SCATTER_ADD: cg_emit_scatter_add(c, v); break;
+  case IR_OP_SELECT_ROW: cg_emit_select_row(c, v); break;
+  case IR_OP_ONEHOT: cg_emit_onehot(c, v); break;
+  case IR_OP_CROSS_ENTROPY: cg_emit_cross_entropy(c, v); break;
+  case IR_OP_CONV1D: cg_emit_conv1d(c, v); break;
+  case IR_OP_CONV1D_BWD_X: cg_emit_conv1d_bwd_x(c, v); break;
+  case IR_OP_CONV1D_BWD_W: cg_emit_conv1d_bwd_w(c, v); break;
+  case IR_OP_SCAN: cg_emit_scan(c, v); break;
+  case IR_OP_SCAN_BWD: cg_emit_scan_bwd(c, v); break;
+  default: abort(); /* leaves and reshape are never CG_MAT */
+  }
+}
+
+static void add_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx,
+                     const char *name, uint64_t val) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(c->C, kind, val));
+}
+
+/* The inner kernel: one noalias pointer per leaf, output and slot, so
+ * LLVM knows no two buffers overlap (no runtime alias checks). */
+static LLVMValueRef make_inner(cg_ctx *c, const char *name) {
+  const cg_plan *p = c->p;
+  int np = p->n_leaves + c->f->n_outs + p->n_slots;
+  LLVMTypeRef *pt = malloc(sizeof *pt * ((size_t)np + 1));
+  if (!pt) abort();
+  for (int i = 0; i < np; i++) pt[i] = c->ptr;
+  LLVMTypeRef fty = LLVMFunctionType(c->i32, pt, (unsigned)np, 0);
+  free(pt);
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s.body", name);
+  LLVMValueRef fn = LLVMAddFunction(c->M, buf, fty);
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+  for (int i = 0; i < np; i++) {
+    unsigned a = (unsigned)i + 1;
+    add_attr(c, fn, a, "noalias", 0);
+    add_attr(c, fn, a, "nocapture", 0);
+    if (i < p->n_leaves) add_attr(c, fn, a, "readonly", 0);
+    if (i >= np - p->n_slots) {
+      add_attr(c, fn, a, "align", 64);
+      add_attr(c, fn, a, "dereferenceable",
+               (uint64_t)p->slot_bytes[i - (np - p->n_slots)]);
+    }
+  }
+  c->leaf = malloc(sizeof *c->leaf * ((size_t)np + 1));
+  if (!c->leaf) abort();
+  for (int i = 0; i < np; i++) c->leaf[i] = LLVMGetParam(fn, (unsigned)i);
+  c->out = c->leaf + p->n_leaves;
+  c->slot = c->out + c->f->n_outs;
+  return fn;
+}
+
+/* The entry point: int32 name(ptr leaves, ptr outs, ptr arena); with ftz
+ * it runs the inner kernel with denormals flushed and restores the
+ * caller's floating-point state after. */
+static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
+                       bool ftz) {
+  const cg_plan *p = c->p;
+  int np = p->n_leaves + c->f->n_outs + p->n_slots;
+  LLVMTypeRef pt[3] = {c->ptr, c->ptr, c->ptr};
+  LLVMValueRef fn = LLVMAddFunction(c->M, name, LLVMFunctionType(c->i32, pt, 3, 0));
+  add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+  add_attr(c, fn, 3, "align", 64);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->C, fn, "entry");
+  LLVMPositionBuilderAtEnd(c->B, entry);
+  c->fn = fn;
+  c->alloca_at = LLVMBuildUnreachable(c->B); /* a placeholder, removed below */
+  LLVMPositionBuilderBefore(c->B, c->alloca_at);
+  LLVMValueRef saved = ftz ? cg_ftz_begin(c) : NULL;
+  LLVMValueRef *args = malloc(sizeof *args * ((size_t)np + 1));
+  if (!args) abort();
+  for (int i = 0; i < np; i++) {
+    if (i < p->n_leaves + c->f->n_outs) {
+      bool lf = i < p->n_leaves;
+      LLVMValueRef arr = LLVMGetParam(fn, lf ? 0 : 1);
+      int k = lf ? i : i - p->n_leaves;
+      args[i] = LLVMBuildLoad2(c->B, c->ptr, cg_gep(c, c->ptr, arr, cg_i64(c, k)), "");
+    } else {
+      args[i] = cg_gep(c, LLVMInt8TypeInContext(c->C), LLVMGetParam(fn, 2),
+                       cg_i64(c, p->slot_off[i - p->n_leaves - c->f->n_outs]));
+    }
+  }
+  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMGlobalGetValueType(inner), inner,
+                                  args, (unsigned)np, "");
+  cg_ftz_end(c, saved);
+  LLVMBuildRet(c->B, r);
+  LLVMInstructionEraseFromParent(c->alloca_at);
+  free(args);
+}
+
+int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
+             LLVMModuleRef M, const char *name, bool profile, bool ftz,
+             int *n_loops, ir_error *err) {
+  cg_ctx c = {.C = C, .M = M, .f = f, .p = p};
+  c.B = LLVMCreateBuilderInContext(C);
+  c.f32 = LLVMFloatTypeInContext(C);
+  c.i32 = LLVMInt32TypeInContext(C);
+  c.i64 = LLVMInt64TypeInContext(C);
+  c.i1 = LLVMInt1TypeInContext(C);
+  c.ptr = LLVMPointerTypeInContext(C, 0);
+  c.acc_of = malloc(sizeof *c.acc_of * ((size_t)f->n_nodes + 1));
+  c.memo = calloc((size_t)f->n_nodes + 1, sizeof *c.memo);
+  if (!c.acc_of || !c.memo) abort();
+  for (int i = 0; i < f->n_nodes; i++) c.acc_of[i] = -1;
+
+  c.fn = make_inner(&c, name);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
+  LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(C, c.fn, "start");
+  LLVMPositionBuilderAtEnd(c.B, entry);
+  c.alloca_at = LLVMBuildBr(c.B, start);
+  LLVMPositionBuilderAtEnd(c.B, start);
+  c.oob = cg_alloca(&c, c.i32, cg_i32c(&c, 0));
+
+  LLVMValueRef prof = NULL, rcc = NULL;
+  LLVMTypeRef rcc_ty = NULL;
+  if (profile) { /* i64 name.prof[n_nodes]: cycles per node */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s.prof", name);
+    LLVMTypeRef at = LLVMArrayType2(c.i64, (uint64_t)f->n_nodes);
+    prof = LLVMAddGlobal(M, at, buf);
+    LLVMSetInitializer(prof, LLVMConstNull(at));
+    unsigned id = LLVMLookupIntrinsicID("llvm.readcyclecounter", 21);
+    rcc = LLVMGetIntrinsicDeclaration(M, id, NULL, 0);
+    rcc_ty = LLVMIntrinsicGetType(C, id, NULL, 0);
+  }
+  for (int v = 0; v < f->n_nodes; v++) {
+    if (!prof || p->node[v].kind != CG_MAT) {
+      emit_node(&c, v);
+      continue;
+    }
+    LLVMValueRef t0 = LLVMBuildCall2(c.B, rcc_ty, rcc, NULL, 0, "");
+    emit_node(&c, v);
+    LLVMValueRef dt = LLVMBuildSub(c.B, LLVMBuildCall2(c.B, rcc_ty, rcc, NULL, 0, ""), t0, "");
+    LLVMValueRef at = cg_gep(&c, c.i64, prof, cg_i64(&c, v));
+    LLVMBuildStore(c.B, LLVMBuildAdd(c.B, LLVMBuildLoad2(c.B, c.i64, at, ""), dt, ""), at);
+  }
+  /* outputs not computed in place: leaves, reshapes, repeated nodes */
+  for (int j = 0; j < f->n_outs; j++) {
+    int v = f->outs[j].node;
+    const cg_node_plan *q = &p->node[v];
+    if (q->kind == CG_MAT && q->out == j) continue;
+    cg_memcpy(&c, c.out[j], cg_ptr(&c, v), ir_numel(&f->nodes[v].type));
+  }
+  LLVMBuildRet(c.B, LLVMBuildLoad2(c.B, c.i32, c.oob, ""));
+  make_outer(&c, name, c.fn, ftz);
+
+  *n_loops = c.n_loops;
+  free(c.leaf);
+  free(c.acc_of);
+  free(c.memo);
+  LLVMDisposeBuilder(c.B);
+  char *msg = NULL;
+  if (LLVMVerifyModule(M, LLVMReturnStatusAction, &msg)) {
+    ir_err(err, "codegen: invalid LLVM IR (a codegen bug): %.400s", msg);
+    LLVMDisposeMessage(msg);
+    return -1;
+  }
+  LLVMDisposeMessage(msg);
+  return 0;
+}

@@ -1,0 +1,156 @@
+/* mathfn.c — exp, log and friends as inline float32 IR: range reduction
+ * and a polynomial, branch-free (selects), so that loops containing them
+ * vectorise. llvm.exp.f32 would be scalarised into libm calls.
+ *
+ * The polynomials are the classic Cephes single-precision ones (minimax on
+ * the reduced range); tests/test_codegen.c measures the max error of each
+ * function against libm in double over dense ranges. No fast-math flags
+ * here: the magic-number rounding and the Cody-Waite split rely on exact
+ * IEEE evaluation order. */
+#include "cgint.h"
+
+#include <math.h>
+
+/* Constants and types follow c->vw: scalars, or vectors of vw lanes. */
+static LLVMValueRef K(cg_ctx *c, double v) { return cg_splat(c, cg_f32c(c, v)); }
+static LLVMValueRef I(cg_ctx *c, int32_t v) { return cg_splat(c, cg_i32c(c, v)); }
+static LLVMValueRef sel(cg_ctx *c, LLVMValueRef cond, LLVMValueRef a,
+                        LLVMValueRef b) {
+  return LLVMBuildSelect(c->B, cond, a, b, "");
+}
+static LLVMValueRef fcmp(cg_ctx *c, LLVMRealPredicate p, LLVMValueRef a,
+                         LLVMValueRef b) {
+  return LLVMBuildFCmp(c->B, p, a, b, "");
+}
+static LLVMValueRef as_int(cg_ctx *c, LLVMValueRef x) {
+  return LLVMBuildBitCast(c->B, x, cg_vty(c, c->i32), "");
+}
+static LLVMValueRef as_float(cg_ctx *c, LLVMValueRef x) {
+  return LLVMBuildBitCast(c->B, x, cg_vty(c, c->f32), "");
+}
+static LLVMValueRef add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return cg_fadd(c, a, b, 0);
+}
+static LLVMValueRef mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return cg_fmul(c, a, b, 0);
+}
+static LLVMValueRef horner(cg_ctx *c, LLVMValueRef x, const double *k, int n) {
+  LLVMValueRef p = K(c, k[0]);
+  for (int i = 1; i < n; i++) p = cg_fmuladd(c, p, x, K(c, k[i]));
+  return p;
+}
+static LLVMValueRef fabs_(cg_ctx *c, LLVMValueRef x) {
+  return cg_intrin(c, "llvm.fabs", LLVMTypeOf(x), &x, 1);
+}
+
+/* exp(x) = 2^k exp(r), k = round(x/ln2), r = x - k ln2 (Cody-Waite: ln2 =
+ * C1 + C2 with C1 exact in 9 bits, so k*C1 is exact). k comes from the
+ * 1.5*2^23 magic addition (no fptosi: it would be poison for NaN). 2^k is
+ * built as two exponent fields so that k in [-150, 128] needs no special
+ * case: overflow gives inf, underflow denormals then 0. */
+LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x) {
+  static const double P[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                             4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+  const double magic = 12582912.0; /* 1.5 * 2^23 */
+  x = sel(c, fcmp(c, LLVMRealOLT, x, K(c, -104.0)), K(c, -104.0), x);
+  x = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 88.8)), K(c, 88.8), x); /* NaN stays */
+  LLVMValueRef t = add(c, mul(c, x, K(c, 1.44269504088896341)), K(c, magic));
+  LLVMValueRef kf = cg_fsub(c, t, K(c, magic), 0);
+  LLVMValueRef k = LLVMBuildSub(c->B, as_int(c, t), I(c, 0x4B400000), "");
+  LLVMValueRef r = cg_fmuladd(c, kf, K(c, -0.693359375), x);
+  r = cg_fmuladd(c, kf, K(c, 2.12194440e-4), r);
+  LLVMValueRef p = horner(c, r, P, 6);
+  LLVMValueRef y = add(c, cg_fmuladd(c, p, mul(c, r, r), r), K(c, 1.0));
+  LLVMValueRef k1 = LLVMBuildAShr(c->B, k, I(c, 1), "");
+  LLVMValueRef k2 = LLVMBuildSub(c->B, k, k1, "");
+  LLVMValueRef s1 = as_float(c, LLVMBuildShl(c->B, LLVMBuildAdd(c->B, k1, I(c, 127), ""), I(c, 23), ""));
+  LLVMValueRef s2 = as_float(c, LLVMBuildShl(c->B, LLVMBuildAdd(c->B, k2, I(c, 127), ""), I(c, 23), ""));
+  return mul(c, mul(c, y, s1), s2);
+}
+
+/* log(x) = e ln2 + log(m), m in [sqrt(1/2), sqrt(2)), from the exponent
+ * and mantissa bits (denormals pre-scaled by 2^23); log(1+z) by a degree-9
+ * polynomial. x < 0 or NaN -> NaN, 0 -> -inf, +inf -> +inf. */
+LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x) {
+  static const double P[] = {7.0376836292E-2,  -1.1514610310E-1, 1.1676998740E-1,
+                             -1.2420140846E-1, 1.4249322787E-1,  -1.6668057665E-1,
+                             2.0000714765E-1,  -2.4999993993E-1, 3.3333331174E-1};
+  LLVMValueRef tiny = fcmp(c, LLVMRealOLT, x, K(c, 1.17549435e-38));
+  LLVMValueRef xs = sel(c, tiny, mul(c, x, K(c, 8388608.0)), x);
+  LLVMValueRef bits = as_int(c, xs);
+  LLVMValueRef e = LLVMBuildSub(c->B, LLVMBuildLShr(c->B, bits, I(c, 23), ""),
+                                I(c, 126), "");
+  e = LLVMBuildSub(c->B, e, sel(c, tiny, I(c, 23), I(c, 0)), "");
+  LLVMValueRef m = as_float(
+      c, LLVMBuildOr(c->B, LLVMBuildAnd(c->B, bits, I(c, 0x007fffff), ""),
+                     I(c, 0x3f000000), ""));
+  LLVMValueRef low = fcmp(c, LLVMRealOLT, m, K(c, 0.707106781186547524));
+  e = LLVMBuildSub(c->B, e, sel(c, low, I(c, 1), I(c, 0)), "");
+  LLVMValueRef z = cg_fsub(c, sel(c, low, add(c, m, m), m), K(c, 1.0), 0);
+  LLVMValueRef z2 = mul(c, z, z);
+  LLVMValueRef y = mul(c, mul(c, horner(c, z, P, 9), z), z2);
+  LLVMValueRef fe = LLVMBuildSIToFP(c->B, e, cg_vty(c, c->f32), "");
+  y = cg_fmuladd(c, fe, K(c, -2.12194440e-4), y);
+  y = cg_fmuladd(c, z2, K(c, -0.5), y);
+  LLVMValueRef r = cg_fmuladd(c, fe, K(c, 0.693359375), add(c, z, y));
+  r = sel(c, fcmp(c, LLVMRealOEQ, x, K(c, INFINITY)), x, r);
+  r = sel(c, fcmp(c, LLVMRealOEQ, x, K(c, 0.0)), K(c, -INFINITY), r);
+  return sel(c, fcmp(c, LLVMRealULT, x, K(c, 0.0)), K(c, NAN), r);
+}
+
+/* log(1+y) for y >= 0 without losing y when 1+y rounds: with u = 1+y,
+ * log(u) * y/(u-1) cancels u's rounding error (Goldberg's trick). */
+LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef y) {
+  LLVMValueRef u = add(c, y, K(c, 1.0));
+  LLVMValueRef um1 = cg_fsub(c, u, K(c, 1.0), 0);
+  LLVMValueRef r = mul(c, cg_log(c, u), cg_fdiv(c, y, um1));
+  LLVMValueRef same = fcmp(c, LLVMRealOEQ, u, K(c, 1.0));
+  r = sel(c, same, y, r);
+  /* u = inf: log(u) * (inf/inf) would be NaN */
+  return sel(c, fcmp(c, LLVMRealOEQ, u, K(c, INFINITY)), u, r);
+}
+
+/* With e = exp(-|x|) <= 1 (never overflows): sigmoid = 1/(1+e) for
+ * x >= 0, e/(1+e) below, accurate down to the denormal tail. */
+static LLVMValueRef sig_parts(cg_ctx *c, LLVMValueRef x, LLVMValueRef *den,
+                              LLVMValueRef *neg) {
+  LLVMValueRef e = cg_exp(c, LLVMBuildFNeg(c->B, fabs_(c, x), ""));
+  *den = add(c, e, K(c, 1.0));
+  *neg = fcmp(c, LLVMRealOLT, x, K(c, 0.0));
+  return e;
+}
+
+LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x) {
+  LLVMValueRef den, neg, e = sig_parts(c, x, &den, &neg);
+  return cg_fdiv(c, sel(c, neg, e, K(c, 1.0)), den);
+}
+
+LLVMValueRef cg_silu(cg_ctx *c, LLVMValueRef x) {
+  LLVMValueRef den, neg, e = sig_parts(c, x, &den, &neg);
+  return cg_fdiv(c, sel(c, neg, mul(c, x, e), x), den);
+}
+
+/* max(x,0) + log1p(exp(-|x|)): never overflows, exact tail for x << 0 */
+LLVMValueRef cg_softplus(cg_ctx *c, LLVMValueRef x) {
+  LLVMValueRef e = cg_exp(c, LLVMBuildFNeg(c->B, fabs_(c, x), ""));
+  LLVMValueRef pos = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 0.0)), x, K(c, 0.0));
+  LLVMValueRef r = add(c, pos, cg_log1p_pos(c, e));
+  return sel(c, fcmp(c, LLVMRealUNO, x, x), x, r);
+}
+
+/* |x| < 0.625: odd polynomial (Cephes tanhf); else 1 - 2/(exp(2|x|)+1)
+ * with x's sign. */
+LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x) {
+  static const double P[] = {-5.70498872745E-3, 2.06390887954E-2,
+                             -5.37397155531E-2, 1.33314422036E-1,
+                             -3.33332819422E-1};
+  LLVMValueRef a = fabs_(c, x);
+  LLVMValueRef z = mul(c, x, x);
+  LLVMValueRef small = cg_fmuladd(c, mul(c, horner(c, z, P, 5), z), x, x);
+  LLVMValueRef e = cg_exp(c, add(c, a, a));
+  LLVMValueRef big = cg_fsub(c, K(c, 1.0),
+                             cg_fdiv(c, K(c, 2.0), add(c, e, K(c, 1.0))), 0);
+  LLVMValueRef args[2] = {big, x};
+  big = cg_intrin(c, "llvm.copysign", LLVMTypeOf(x), args, 2);
+  return sel(c, fcmp(c, LLVMRealOLT, a, K(c, 0.625)), small, big);
+}

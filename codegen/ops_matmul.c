@@ -1,0 +1,148 @@
+/* ops_matmul.c — matmul as explicit vector code with register blocking:
+ * a tile of RB rows x U vectors of VW columns of the output stays in
+ * registers while p runs over the inner dimension, each step one splat of
+ * A(i,p) per row, one load of B(p, cols) per vector and RB*U FMAs. LLVM's
+ * vectoriser cannot find this blocking by itself (it would need to unroll
+ * and promote the output row).
+ *
+ * B is read row-major [K, N] with its rows contiguous over columns. When B
+ * is stored transposed (tb) or N is not a multiple of VW, it is first
+ * copied into scratch as [K, Npad] (Npad = N rounded up to VW, zero
+ * padded): a cost of K*N per batch against M*K*N multiply-adds. The last
+ * partial vector of a row is stored lane by lane. Each output element is
+ * a sum over p in order, with FMA (llvm.fmuladd). */
+#include "cgint.h"
+
+enum { VW = 8, RB = 4 };
+
+typedef struct {
+  LLVMTypeRef vt;
+  LLVMValueRef pa, pb, po; /* A, B (or its copy), out, at this batch */
+  int64_t M, N, K, ldb;
+  bool ta;
+} mm;
+
+static LLVMValueRef splat(cg_ctx *c, mm *m, LLVMValueRef x) {
+  LLVMValueRef v = LLVMBuildInsertElement(c->B, LLVMGetPoison(m->vt), x,
+                                          cg_i32c(c, 0), "");
+  LLVMValueRef zero = LLVMConstNull(LLVMVectorType(c->i32, VW));
+  return LLVMBuildShuffleVector(c->B, v, LLVMGetPoison(m->vt), zero, "");
+}
+
+static LLVMValueRef vload(cg_ctx *c, mm *m, LLVMValueRef base, LLVMValueRef i) {
+  LLVMValueRef v = LLVMBuildLoad2(c->B, m->vt, cg_gep(c, c->f32, base, i), "");
+  LLVMSetAlignment(v, 4);
+  return v;
+}
+
+/* out[i0.., j0..] for `rows` rows and `u` vectors; `full` vectors are
+ * stored whole, the last one keeps only `part` lanes if part > 0. */
+static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
+                 LLVMValueRef j0, int part) {
+  LLVMValueRef acc[RB][2];
+  for (int r = 0; r < rows; r++)
+    for (int k = 0; k < u; k++) acc[r][k] = cg_alloca(c, m->vt, LLVMConstNull(m->vt));
+  cg_loop lp;
+  LLVMValueRef p = cg_forn(c, &lp, m->K);
+  LLVMValueRef bv[2];
+  for (int k = 0; k < u; k++)
+    bv[k] = vload(c, m, m->pb, cg_add(c, cg_mulk(c, p, m->ldb), cg_addk(c, j0, k * VW)));
+  for (int r = 0; r < rows; r++) {
+    LLVMValueRef i = cg_addk(c, i0, r);
+    LLVMValueRef ai = m->ta ? cg_add(c, cg_mulk(c, p, m->M), i)
+                            : cg_add(c, cg_mulk(c, i, m->K), p);
+    LLVMValueRef a = splat(c, m, cg_loadf(c, m->pa, ai));
+    for (int k = 0; k < u; k++) {
+      LLVMValueRef args[3] = {a, bv[k], LLVMBuildLoad2(c->B, m->vt, acc[r][k], "")};
+      LLVMBuildStore(c->B, cg_intrin(c, "llvm.fmuladd", m->vt, args, 3), acc[r][k]);
+    }
+  }
+  cg_endfor(c, &lp);
+  for (int r = 0; r < rows; r++) {
+    LLVMValueRef orow = cg_mulk(c, cg_addk(c, i0, r), m->N);
+    for (int k = 0; k < u; k++) {
+      LLVMValueRef v = LLVMBuildLoad2(c->B, m->vt, acc[r][k], "");
+      LLVMValueRef at = cg_add(c, orow, cg_addk(c, j0, k * VW));
+      if (k == u - 1 && part > 0) {
+        for (int e = 0; e < part; e++)
+          cg_store(c, LLVMBuildExtractElement(c->B, v, cg_i32c(c, e), ""), m->po,
+                   cg_addk(c, at, e));
+      } else {
+        LLVMValueRef s = LLVMBuildStore(c->B, v, cg_gep(c, c->f32, m->po, at));
+        LLVMSetAlignment(s, 4);
+      }
+    }
+  }
+}
+
+/* All column blocks of the rows from i0 (rows = RB or 1). */
+static void row_block(cg_ctx *c, mm *m, int rows, LLVMValueRef i0) {
+  int64_t nv = m->N / VW, part = m->N % VW, pairs = nv / 2;
+  if (pairs > 0) {
+    cg_loop lj;
+    LLVMValueRef jb = cg_forn(c, &lj, pairs);
+    tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * VW), 0);
+    cg_endfor(c, &lj);
+  }
+  if (nv % 2) tile(c, m, rows, 1, i0, cg_i64(c, pairs * 2 * VW), 0);
+  if (part) tile(c, m, rows, 1, i0, cg_i64(c, nv * VW), (int)part);
+}
+
+int64_t cg_matmul_scratch(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  int r = n->type.rank;
+  int64_t N = n->type.dim[r - 1];
+  const ir_type *ta = &f->nodes[n->in[0]].type;
+  int64_t K = n->attr.ta ? ta->dim[r - 2] : ta->dim[r - 1];
+  if (!n->attr.tb && N % VW == 0) return 0;
+  return 4 * K * ((N + VW - 1) / VW * VW);
+}
+
+void cg_emit_matmul(cg_ctx *c, int v) {
+  const ir_node *n = &c->f->nodes[v];
+  const ir_type *at = &c->f->nodes[n->in[0]].type;
+  int r = n->type.rank;
+  mm m = {.vt = LLVMVectorType(c->f32, VW), .ta = n->attr.ta};
+  m.M = n->type.dim[r - 2], m.N = n->type.dim[r - 1];
+  m.K = n->attr.ta ? at->dim[r - 2] : at->dim[r - 1];
+  int64_t nb = ir_numel(&n->type) / (m.M * m.N);
+  bool copy = cg_matmul_scratch(c->f, v) > 0;
+  int64_t npad = (m.N + VW - 1) / VW * VW;
+  LLVMValueRef pa = cg_ptr(c, n->in[0]), pb = cg_ptr(c, n->in[1]),
+               po = cg_ptr(c, v);
+  LLVMValueRef scratch = copy ? c->slot[c->p->node[v].scratch[0]] : NULL;
+  cg_loop lb, lp, lj, li;
+  LLVMValueRef b = cg_forn(c, &lb, nb);
+  LLVMValueRef boff = cg_mulk(c, b, m.K * m.N);
+  m.pa = cg_gep(c, c->f32, pa, cg_mulk(c, b, m.M * m.K));
+  m.po = cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
+  if (copy) { /* B' [K, npad] = B or B^T, zero padded */
+    LLVMValueRef p = cg_forn(c, &lp, m.K);
+    LLVMValueRef j = cg_forn(c, &lj, m.N);
+    LLVMValueRef bi = n->attr.tb ? cg_add(c, cg_mulk(c, j, m.K), p)
+                                 : cg_add(c, cg_mulk(c, p, m.N), j);
+    cg_store(c, cg_loadf(c, pb, cg_add(c, boff, bi)), scratch,
+             cg_add(c, cg_mulk(c, p, npad), j));
+    cg_endfor(c, &lj);
+    if (npad > m.N) {
+      j = cg_for(c, &lj, cg_i64(c, m.N), cg_i64(c, npad));
+      cg_store(c, cg_f32c(c, 0.0), scratch, cg_add(c, cg_mulk(c, p, npad), j));
+      cg_endfor(c, &lj);
+    }
+    cg_endfor(c, &lp);
+    m.pb = scratch, m.ldb = npad;
+  } else {
+    m.pb = cg_gep(c, c->f32, pb, boff), m.ldb = m.N;
+  }
+  if (m.M / RB > 0) {
+    LLVMValueRef ib = cg_forn(c, &li, m.M / RB);
+    row_block(c, &m, RB, cg_mulk(c, ib, RB));
+    cg_endfor(c, &li);
+  }
+  if (m.M % RB) {
+    LLVMValueRef i = cg_for(c, &li, cg_i64(c, m.M / RB * RB), cg_i64(c, m.M));
+    row_block(c, &m, 1, i);
+    cg_endfor(c, &li);
+  }
+  cg_endfor(c, &lb);
+}

@@ -1,0 +1,224 @@
+/* ops_scan.c — the selective scan and its reverse pass (semantics in ir.h).
+ *
+ * Both are explicit vector code across channels e (VW lanes, then a
+ * scalar tail when E is not a multiple of VW), with the states laid out
+ * [s][e] so that every step is vertical: y[t,e] accumulates over s in a
+ * register, and the reverse pass's sums over s (du, ddelta) too; only
+ * dB and dC (sums over e) end in horizontal reductions, one per (t, s).
+ * A is used transposed (A^T [N,E] in scratch).
+ *
+ * In a training kernel the scan and its scan_bwd meet (plan.c pairs
+ * them): the scan then keeps every state H[t+1] = h_t and every decay
+ * a_t = exp(delta_t A) in its scratch 1 and 2, and the scan_bwd reads
+ * them instead of running the recurrence (and its exps) a second time. */
+#include "cgint.h"
+
+enum { VW = 8 };
+
+typedef void (*block_fn)(cg_ctx *c, LLVMValueRef e0, void *ud);
+
+/* fn for e0 = 0, VW, ... as vectors of VW lanes, then for the E % VW
+ * remaining channels one at a time (c->vw = 1). */
+static void blocks(cg_ctx *c, int64_t E, block_fn fn, void *ud) {
+  cg_loop l;
+  if (E / VW > 0) {
+    c->vw = VW;
+    LLVMValueRef b = cg_forn(c, &l, E / VW);
+    fn(c, cg_mulk(c, b, VW), ud);
+    cg_endfor(c, &l);
+  }
+  if (E % VW) {
+    c->vw = 1;
+    LLVMValueRef e = cg_for(c, &l, cg_i64(c, E / VW * VW), cg_i64(c, E));
+    fn(c, e, ud);
+    cg_endfor(c, &l);
+  }
+  c->vw = 0;
+}
+
+static LLVMValueRef vzero(cg_ctx *c) { return LLVMConstNull(cg_vty(c, c->f32)); }
+static LLVMValueRef get(cg_ctx *c, LLVMValueRef a) {
+  return LLVMBuildLoad2(c->B, cg_vty(c, c->f32), a, "");
+}
+static void set(cg_ctx *c, LLVMValueRef a, LLVMValueRef x) { LLVMBuildStore(c->B, x, a); }
+static LLVMValueRef mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return cg_fmul(c, a, b, CG_FMA);
+}
+static LLVMValueRef fma_(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) {
+  return cg_fmuladd(c, a, b, d);
+}
+/* the scalar x[i] splat to c->vw lanes */
+static LLVMValueRef bcast(cg_ctx *c, LLVMValueRef x, LLVMValueRef i) {
+  return cg_splat(c, cg_loadf(c, x, i));
+}
+
+/* dst[j*R + i] = src[i*C + j] for an [R, C] matrix src */
+static void transpose(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t R,
+                      int64_t C) {
+  cg_loop li, lj;
+  LLVMValueRef i = cg_forn(c, &li, R);
+  LLVMValueRef j = cg_forn(c, &lj, C);
+  cg_store(c, cg_loadf(c, src, cg_add(c, cg_mulk(c, i, C), j)), dst,
+           cg_add(c, cg_mulk(c, j, R), i));
+  cg_endfor(c, &lj);
+  cg_endfor(c, &li);
+}
+
+typedef struct {
+  int64_t L, E, N;
+  LLVMValueRef pu, pd; /* u[t,e] at pu[t*ld + e], delta at pd[t*ld + e] */
+  int64_t ld;
+  LLVMValueRef pAT, pbc;
+  LLVMValueRef pH;  /* H[t+1] = h_t, [L+1,N,E]; or (pa NULL) one state [N,E] */
+  LLVMValueRef pa;  /* a_t [L,N,E], or NULL */
+  LLVMValueRef py;  /* y [L,E], or NULL */
+  LLVMValueRef pdy; /* reverse: dy [L,E] */
+  LLVMValueRef pG, pdAT, part; /* reverse: carry, dA^T [N,E], sums [2N,VW] */
+  LLVMValueRef pdu, pdd; /* reverse: du, ddelta [L,E] */
+  LLVMValueRef t;
+} sweep;
+
+/* One step t of the recurrence for the channels at e0:
+ *   h = a h_prev + (delta u) B[t,s],  a = exp(delta A[e,s]),
+ *   y[t,e] = sum_s C[t,s] h (in order of s). */
+static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
+  sweep *w = ud;
+  int64_t NE = w->N * w->E;
+  LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
+  LLVMValueRef d = cg_vload(c, w->pd, ti), du = mul(c, d, cg_vload(c, w->pu, ti));
+  LLVMValueRef yacc = w->py ? cg_alloca(c, cg_vty(c, c->f32), vzero(c)) : NULL;
+  LLVMValueRef bc = cg_mulk(c, t, 2 * w->N);
+  cg_loop ls;
+  LLVMValueRef s = cg_forn(c, &ls, w->N);
+  LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
+  LLVMValueRef a = cg_exp(c, cg_fmul(c, d, cg_vload(c, w->pAT, idx), 0));
+  LLVMValueRef prev = w->pa ? cg_add(c, cg_mulk(c, t, NE), idx) : idx;
+  LLVMValueRef cur = w->pa ? cg_addk(c, prev, NE) : idx;
+  if (w->pa) cg_vstore(c, a, w->pa, prev);
+  LLVMValueRef h = fma_(c, a, cg_vload(c, w->pH, prev),
+                        mul(c, du, bcast(c, w->pbc, cg_add(c, bc, s))));
+  cg_vstore(c, h, w->pH, cur);
+  if (yacc)
+    set(c, yacc, fma_(c, bcast(c, w->pbc, cg_add(c, cg_addk(c, bc, w->N), s)), h,
+                      get(c, yacc)));
+  cg_endfor(c, &ls);
+  if (yacc) cg_vstore(c, get(c, yacc), w->py, cg_add(c, cg_mulk(c, t, w->E), e0));
+}
+
+static void fwd_sweep(cg_ctx *c, sweep *w) {
+  cg_zero(c, w->pH, w->N * w->E);
+  cg_loop lt;
+  w->t = cg_forn(c, &lt, w->L);
+  blocks(c, w->E, fwd_block, w);
+  cg_endfor(c, &lt);
+}
+
+void cg_emit_scan(cg_ctx *c, int v) {
+  const ir_node *n = &c->f->nodes[v];
+  const cg_node_plan *q = &c->p->node[v];
+  sweep w = {.L = n->type.dim[0], .E = n->type.dim[1],
+             .N = c->f->nodes[n->in[2]].type.dim[1]};
+  w.pu = cg_ptr(c, n->in[0]), w.pd = cg_ptr(c, n->in[1]), w.ld = w.E;
+  w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v);
+  w.pAT = c->slot[q->scratch[0]];
+  if (q->pair >= 0) { /* keep every state and decay for the scan_bwd */
+    w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
+  } else {
+    w.pH = cg_gep(c, c->f32, w.pAT, cg_i64(c, w.N * w.E));
+  }
+  transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
+  fwd_sweep(c, &w);
+}
+
+/* Reverse step t for the channels at e0, with dh = dy[t,e] C[t,s] + G:
+ *   dC[t,s] += dy h_t          dB[t,s] += dh delta u      (sums over e)
+ *   du[t,e] = delta sum_s dh B      ddelta[t,e] = sum_s (dh h_{t-1} a A + dh B u)
+ *   dA[e,s] += dh h_{t-1} a delta   G = a dh */
+static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
+  sweep *w = ud;
+  int64_t NE = w->N * w->E;
+  LLVMTypeRef vt = cg_vty(c, c->f32);
+  LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
+  LLVMValueRef te = cg_add(c, cg_mulk(c, t, w->E), e0);
+  LLVMValueRef u = cg_vload(c, w->pu, ti), d = cg_vload(c, w->pd, ti);
+  LLVMValueRef g = cg_vload(c, w->pdy, te), du = mul(c, d, u);
+  LLVMValueRef sdu = cg_alloca(c, vt, vzero(c)), sdd = cg_alloca(c, vt, vzero(c));
+  LLVMValueRef bc = cg_mulk(c, t, 2 * w->N);
+  cg_loop ls;
+  LLVMValueRef s = cg_forn(c, &ls, w->N);
+  LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
+  LLVMValueRef at = cg_add(c, cg_mulk(c, t, NE), idx);
+  LLVMValueRef a = cg_vload(c, w->pa, at), hprev = cg_vload(c, w->pH, at);
+  LLVMValueRef ht = cg_vload(c, w->pH, cg_addk(c, at, NE));
+  LLVMValueRef Bs = bcast(c, w->pbc, cg_add(c, bc, s));
+  LLVMValueRef Cs = bcast(c, w->pbc, cg_add(c, cg_addk(c, bc, w->N), s));
+  LLVMValueRef dh = fma_(c, g, Cs, cg_vload(c, w->pG, idx));
+  /* partial sums over e: lanes of part[s] (B) and part[N+s] (C) */
+  LLVMValueRef pB = cg_mulk(c, s, VW), pC = cg_mulk(c, cg_addk(c, s, w->N), VW);
+  cg_vstore(c, fma_(c, dh, du, cg_vload(c, w->part, pB)), w->part, pB);
+  cg_vstore(c, fma_(c, g, ht, cg_vload(c, w->part, pC)), w->part, pC);
+  LLVMValueRef q = mul(c, mul(c, dh, hprev), a);
+  cg_vstore(c, fma_(c, q, d, cg_vload(c, w->pdAT, idx)), w->pdAT, idx);
+  LLVMValueRef dhB = mul(c, dh, Bs);
+  set(c, sdd, fma_(c, q, cg_vload(c, w->pAT, idx), fma_(c, dhB, u, get(c, sdd))));
+  set(c, sdu, cg_fadd(c, get(c, sdu), dhB, CG_FMA));
+  cg_vstore(c, mul(c, a, dh), w->pG, idx);
+  cg_endfor(c, &ls);
+  cg_vstore(c, mul(c, get(c, sdu), d), w->pdu, te);
+  cg_vstore(c, get(c, sdd), w->pdd, te);
+}
+
+static LLVMValueRef hsum(cg_ctx *c, LLVMValueRef v) {
+  LLVMValueRef args[2] = {cg_f32c(c, -0.0), v};
+  LLVMTypeRef ty = LLVMTypeOf(v);
+  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1);
+  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1), fn,
+                                  args, 2, "");
+  LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc);
+  return r;
+}
+
+void cg_emit_scan_bwd(cg_ctx *c, int v) {
+  const ir_node *n = &c->f->nodes[v];
+  const cg_node_plan *q = &c->p->node[v];
+  const ir_type *dyt = &c->f->nodes[n->in[3]].type;
+  sweep w = {.L = dyt->dim[0], .E = dyt->dim[1], .N = c->f->nodes[n->in[1]].type.dim[1]};
+  int64_t L = w.L, E = w.E, N = w.N, NE = N * E;
+  LLVMValueRef pud = cg_ptr(c, n->in[0]), po = cg_ptr(c, v);
+  w.pu = pud, w.pd = cg_gep(c, c->f32, pud, cg_i64(c, E)), w.ld = 2 * E;
+  w.pbc = cg_ptr(c, n->in[2]), w.pdy = cg_ptr(c, n->in[3]);
+  LLVMValueRef work = c->slot[q->scratch[0]];
+  w.pAT = work;
+  w.pG = cg_gep(c, c->f32, work, cg_i64(c, NE));
+  w.pdAT = cg_gep(c, c->f32, work, cg_i64(c, 2 * NE));
+  w.part = cg_gep(c, c->f32, work, cg_i64(c, 3 * NE));
+  transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
+  if (q->pair >= 0) { /* the scan's saved states and decays */
+    const cg_node_plan *sq = &c->p->node[q->pair];
+    w.pH = c->slot[sq->scratch[1]], w.pa = c->slot[sq->scratch[2]];
+  } else {
+    w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
+    fwd_sweep(c, &w);
+  }
+  /* outputs: du [L,E], ddelta [L,E], dA [E,N], dbc [L,2N] */
+  w.pdu = po, w.pdd = cg_gep(c, c->f32, po, cg_i64(c, L * E));
+  LLVMValueRef pdA = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E));
+  LLVMValueRef pdbc = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E + NE));
+  cg_zero(c, w.pG, 2 * NE + 2 * N * VW); /* G, dA^T, part */
+  cg_loop lt, ls;
+  LLVMValueRef tr = cg_forn(c, &lt, L);
+  w.t = LLVMBuildSub(c->B, cg_i64(c, L - 1), tr, "");
+  blocks(c, E, bwd_block, &w);
+  /* dbc[t, k] = the lanes of part[k] summed; part[k] = 0 for the next t */
+  c->vw = VW;
+  LLVMValueRef k = cg_forn(c, &ls, 2 * N);
+  LLVMValueRef pk = cg_mulk(c, k, VW);
+  cg_store(c, hsum(c, cg_vload(c, w.part, pk)), pdbc,
+           cg_add(c, cg_mulk(c, w.t, 2 * N), k));
+  cg_vstore(c, vzero(c), w.part, pk);
+  cg_endfor(c, &ls);
+  c->vw = 0;
+  cg_endfor(c, &lt);
+  transpose(c, pdA, w.pdAT, N, E);
+}

@@ -1,0 +1,310 @@
+/* plan.c — decides, for every node, where its value lives: a leaf
+ * pointer, an output buffer, an arena slot, its input's bytes (reshape,
+ * or a slice that is a contiguous block of its input), or nowhere (fused into a consumer's loop, or dead). Then packs the arena:
+ * slots are disjoint regions, each reused by values whose lifetimes do not
+ * overlap (best fit, growing a free slot rather than adding one).
+ *
+ * Fusion: elementwise ops and strided views (permute, slice, expand) whose
+ * every user sits in the same loop are computed there, in registers (a
+ * reduction's loop, over its input's shape, counts as such a loop):
+ *  - an elementwise node joins when all its users are elementwise nodes of
+ *    one group and it has the group's shape (so nothing is recomputed);
+ *  - a view joins when all its users are in one group (it is only an
+ *    address computation, whatever its shape);
+ *  - a fill never needs memory unless a non-loop op reads it.
+ * The group is emitted at its root's position (the last node). */
+#include "cgint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool cg_is_view(ir_op op) {
+  return op == IR_OP_PERMUTE || op == IR_OP_SLICE || op == IR_OP_EXPAND;
+}
+
+bool cg_is_ewise(ir_op op) { return ir_op_is_unary(op) || ir_op_is_binary(op); }
+
+bool cg_is_reduce(ir_op op) {
+  return op == IR_OP_SUM || op == IR_OP_AMAX || op == IR_OP_MEAN;
+}
+
+/* A slice whose axes before `axis` all have size 1 is a contiguous block
+ * of its input: an alias at an offset, never a copy. */
+bool cg_slice_is_offset(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  if (n->op != IR_OP_SLICE) return false;
+  for (int d = 0; d < n->attr.axis; d++)
+    if (n->type.dim[d] != 1) return false;
+  return true;
+}
+
+/* Scratch of the scans (ops_seq.c), in floats, with S = N*E:
+ *   scan      0: A^T [N,E] (+ the state [N,E] when unpaired);
+ *             1, 2 (paired): every state H [L+1,N,E], every decay a [L,N,E]
+ *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums [2N,8];
+ *             1, 2 (unpaired): its own H and a */
+int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
+  const ir_node *n = &f->nodes[v];
+  bool paired = p->node[v].pair >= 0;
+  if (n->op == IR_OP_MATMUL) return k == 0 ? cg_matmul_scratch(f, v) : 0;
+  if (n->op == IR_OP_CONV1D || n->op == IR_OP_CONV1D_BWD_X ||
+      n->op == IR_OP_CONV1D_BWD_W)
+    return k == 0 ? cg_conv_scratch(f, v) : 0;
+  if (n->op == IR_OP_SCAN) {
+    int64_t L = n->type.dim[0], S = (int64_t)n->type.dim[1] * f->nodes[n->in[2]].type.dim[1];
+    if (k == 0) return 4 * (paired ? S : 2 * S);
+    return paired ? 4 * (k == 1 ? L + 1 : L) * S : 0;
+  }
+  if (n->op == IR_OP_SCAN_BWD) {
+    const ir_type *dy = &f->nodes[n->in[3]].type;
+    int64_t L = dy->dim[0], N = f->nodes[n->in[1]].type.dim[1], S = dy->dim[1] * N;
+    if (k == 0) return 4 * (3 * S + 2 * N * 8);
+    return paired ? 0 : 4 * (k == 1 ? L + 1 : L) * S;
+  }
+  return 0;
+}
+
+/* The scan whose inputs scan_bwd w differentiates: w = scan_bwd(concat(u,
+ * delta), A, bc, dy) for v = scan(u, delta, A, bc); -1 if none. */
+static int scan_of(const ir_func *f, const cg_plan *p, int w) {
+  const ir_node *b = &f->nodes[w], *ud = &f->nodes[b->in[0]];
+  if (ud->op != IR_OP_CONCAT || ud->n_in != 2 || ud->attr.axis != 1) return -1;
+  for (int v = 0; v < w; v++) {
+    const ir_node *n = &f->nodes[v];
+    if (n->op == IR_OP_SCAN && p->node[v].kind == CG_MAT && p->node[v].pair < 0 &&
+        n->in[0] == ud->in[0] && n->in[1] == ud->in[1] && n->in[2] == b->in[1] &&
+        n->in[3] == b->in[2])
+      return v;
+  }
+  return -1;
+}
+
+static int64_t round64(int64_t b) { return (b + 63) & ~(int64_t)63; }
+
+typedef struct {
+  int n, cap;
+  int64_t *bytes;
+  bool *busy;
+} slots;
+
+static int slot_get(slots *s, int64_t bytes) {
+  int best = -1, big = -1;
+  for (int i = 0; i < s->n; i++) {
+    if (s->busy[i]) continue;
+    if (s->bytes[i] >= bytes && (best < 0 || s->bytes[i] < s->bytes[best]))
+      best = i;
+    if (big < 0 || s->bytes[i] > s->bytes[big]) big = i;
+  }
+  if (best < 0 && big >= 0) { /* grow the largest free slot */
+    best = big;
+    s->bytes[best] = bytes;
+  }
+  if (best < 0) {
+    if (s->n == s->cap) {
+      s->cap = s->cap ? 2 * s->cap : 16;
+      s->bytes = realloc(s->bytes, sizeof *s->bytes * (size_t)s->cap);
+      s->busy = realloc(s->busy, sizeof *s->busy * (size_t)s->cap);
+      if (!s->bytes || !s->busy) abort();
+    }
+    best = s->n++;
+    s->bytes[best] = bytes;
+  }
+  s->busy[best] = true;
+  return best;
+}
+
+/* The group a (group-capable) node belongs to, or -2 if none. */
+static int group_of(const ir_func *f, const cg_plan *p, int w) {
+  const cg_node_plan *q = &p->node[w];
+  if (q->kind == CG_FUSED) return q->root;
+  ir_op op = f->nodes[w].op;
+  if (q->kind == CG_MAT && (cg_is_ewise(op) || cg_is_view(op) || cg_is_reduce(op)))
+    return w;
+  return -2;
+}
+
+/* The shape a group's loop runs over. */
+static const ir_type *domain(const ir_func *f, int g) {
+  const ir_node *n = &f->nodes[g];
+  return cg_is_reduce(n->op) ? &f->nodes[n->in[0]].type : &n->type;
+}
+
+static bool same_dims(const ir_type *a, const ir_type *b) {
+  if (a->rank != b->rank) return false;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dim[i] != b->dim[i]) return false;
+  return true;
+}
+
+/* Kinds, in reverse order so that every user is decided first. */
+static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
+                         const bool *is_out, int **users, const int *n_users,
+                         bool fuse) {
+  for (int v = f->n_nodes - 1; v >= 0; v--) {
+    const ir_node *n = &f->nodes[v];
+    cg_node_plan *q = &p->node[v];
+    q->root = -1;
+    if (!live[v]) {
+      q->kind = CG_DEAD;
+    } else if (ir_op_is_leaf(n->op) && n->op != IR_OP_FILL) {
+      q->kind = CG_LEAF;
+    } else if (n->op == IR_OP_RESHAPE || cg_slice_is_offset(f, v)) {
+      q->kind = CG_ALIAS;
+    } else if (n->op == IR_OP_FILL) {
+      bool mem = is_out[v]; /* unless every user is a loop that inlines it */
+      for (int k = 0; k < n_users[v]; k++) {
+        int w = users[v][k];
+        ir_op uop = f->nodes[w].op;
+        if (!cg_is_ewise(uop) && !(cg_is_view(uop) && p->node[w].kind != CG_ALIAS))
+          mem = true;
+      }
+      q->kind = mem ? CG_MAT : CG_FUSED; /* fused fill: an inline constant */
+    } else if (fuse && !is_out[v] && n_users[v] > 0 &&
+               (cg_is_ewise(n->op) || cg_is_view(n->op))) {
+      int g = group_of(f, p, users[v][0]);
+      bool ok = g >= 0;
+      for (int k = 0; ok && k < n_users[v]; k++) {
+        int w = users[v][k];
+        ir_op uop = f->nodes[w].op;
+        ok = group_of(f, p, w) == g &&
+             (cg_is_ewise(uop) || (cg_is_view(n->op) && cg_is_view(uop)) ||
+              cg_is_reduce(uop)); /* then w == g: its input */
+      }
+      if (ok && cg_is_ewise(n->op)) ok = same_dims(&n->type, domain(f, g));
+      q->kind = ok ? CG_FUSED : CG_MAT;
+      if (ok) q->root = g;
+    } else {
+      q->kind = CG_MAT;
+    }
+  }
+}
+
+int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
+  int n = f->n_nodes;
+  memset(p, 0, sizeof *p);
+  p->n_nodes = n;
+  p->node = calloc((size_t)n + 1, sizeof *p->node);
+  bool *live = calloc((size_t)n + 1, sizeof *live);
+  bool *is_out = calloc((size_t)n + 1, sizeof *is_out);
+  int *n_users = calloc((size_t)n + 1, sizeof *n_users);
+  int **users = calloc((size_t)n + 1, sizeof *users);
+  int *owner = malloc(sizeof *owner * ((size_t)n + 1));
+  int *lu = malloc(sizeof *lu * ((size_t)n + 1));
+  int *bucket = malloc(sizeof *bucket * ((size_t)n + 1)); /* free lists by time */
+  int *next = malloc(sizeof *next * ((size_t)n + 1));
+  p->leaf_node = malloc(sizeof *p->leaf_node * ((size_t)n + 1));
+  if (!p->node || !live || !is_out || !n_users || !users || !owner || !lu ||
+      !bucket || !next || !p->leaf_node)
+    abort();
+  slots s = {0};
+  int rc = 0;
+
+  for (int j = 0; j < f->n_outs; j++) live[f->outs[j].node] = is_out[f->outs[j].node] = true;
+  for (int v = n - 1; v >= 0; v--)
+    if (live[v])
+      for (int i = 0; i < f->nodes[v].n_in; i++) live[f->nodes[v].in[i]] = true;
+  for (int w = 0; w < n; w++)
+    if (live[w])
+      for (int i = 0; i < f->nodes[w].n_in; i++) n_users[f->nodes[w].in[i]]++;
+  for (int v = 0; v < n; v++) {
+    users[v] = malloc(sizeof **users * ((size_t)n_users[v] + 1));
+    if (!users[v]) abort();
+    n_users[v] = 0;
+  }
+  for (int w = 0; w < n; w++)
+    if (live[w])
+      for (int i = 0; i < f->nodes[w].n_in; i++) {
+        int v = f->nodes[w].in[i];
+        users[v][n_users[v]++] = w;
+      }
+  decide_kinds(f, p, live, is_out, users, n_users, fuse);
+  for (int v = 0; v < n; v++) p->node[v].pair = -1;
+  for (int w = 0; w < n; w++) {
+    if (f->nodes[w].op != IR_OP_SCAN_BWD || p->node[w].kind != CG_MAT) continue;
+    int v = scan_of(f, p, w);
+    if (v >= 0) p->node[v].pair = w, p->node[w].pair = v;
+  }
+
+  for (int v = 0; v < n; v++) {
+    cg_node_plan *q = &p->node[v];
+    q->leaf = q->out = q->slot = -1;
+    for (int k = 0; k < CG_MAX_SCRATCH; k++) q->scratch[k] = -1;
+    if (ir_op_is_leaf(f->nodes[v].op) && f->nodes[v].op != IR_OP_FILL) {
+      q->leaf = p->n_leaves;
+      p->leaf_node[p->n_leaves++] = v;
+    }
+    owner[v] = q->kind == CG_ALIAS ? owner[f->nodes[v].in[0]] : v;
+    lu[v] = -1;
+    bucket[v] = -1;
+    if (q->kind == CG_MAT) p->n_mat++;
+    if (q->kind == CG_FUSED) p->n_fused++;
+  }
+  for (int j = 0; j < f->n_outs; j++) {
+    int v = f->outs[j].node;
+    if (p->node[v].kind == CG_MAT && p->node[v].out < 0) p->node[v].out = j;
+    lu[owner[v]] = n; /* read by the final copies, if any */
+  }
+  /* Last use of each storage owner: a fused node reads at its root. */
+  for (int w = 0; w < n; w++) {
+    const cg_node_plan *q = &p->node[w];
+    if (q->kind == CG_DEAD || q->kind == CG_ALIAS) continue;
+    int t = q->kind == CG_FUSED ? q->root : w;
+    for (int i = 0; i < f->nodes[w].n_in; i++) {
+      int o = owner[f->nodes[w].in[i]];
+      if (t > lu[o]) lu[o] = t;
+    }
+  }
+  bucket[n] = -1;
+  for (int v = 0; v < n; v++) {
+    cg_node_plan *q = &p->node[v];
+    if (q->kind == CG_MAT && q->out < 0) {
+      if (lu[v] < v) {
+        ir_err(err, "codegen: %%%d is materialised but never read", v);
+        rc = -1;
+        break;
+      }
+      q->slot = slot_get(&s, round64(4 * ir_numel(&f->nodes[v].type)));
+      next[v] = bucket[lu[v]];
+      bucket[lu[v]] = v;
+    }
+    for (int k = 0; k < CG_MAX_SCRATCH; k++) {
+      int64_t b = q->kind == CG_MAT ? cg_scratch_bytes(f, p, v, k) : 0;
+      if (b > 0) q->scratch[k] = slot_get(&s, round64(b));
+    }
+    bool saves = f->nodes[v].op == IR_OP_SCAN && q->pair >= 0;
+    for (int k = 0; k < CG_MAX_SCRATCH; k++)
+      if (q->scratch[k] >= 0 && !(saves && k > 0)) s.busy[q->scratch[k]] = false;
+    if (f->nodes[v].op == IR_OP_SCAN_BWD && q->pair >= 0) /* the scan's saves */
+      for (int k = 1; k < CG_MAX_SCRATCH; k++) s.busy[p->node[q->pair].scratch[k]] = false;
+    for (int o = bucket[v]; o >= 0; o = next[o]) s.busy[p->node[o].slot] = false;
+  }
+
+  p->n_slots = s.n;
+  p->slot_bytes = s.bytes ? s.bytes : malloc(sizeof *p->slot_bytes);
+  p->slot_off = malloc(sizeof *p->slot_off * ((size_t)s.n + 1));
+  if (!p->slot_bytes || !p->slot_off) abort();
+  for (int i = 0; i < s.n; i++) {
+    p->slot_off[i] = p->arena_bytes;
+    p->arena_bytes += s.bytes[i];
+  }
+  free(s.busy);
+  for (int v = 0; v < n; v++) free(users[v]);
+  free(users);
+  free(n_users);
+  free(live);
+  free(is_out);
+  free(owner);
+  free(lu);
+  free(bucket);
+  free(next);
+  if (rc) cg_plan_free(p);
+  return rc;
+}
+
+void cg_plan_free(cg_plan *p) {
+  free(p->node);
+  free(p->leaf_node);
+  free(p->slot_bytes);
+  free(p->slot_off);
+  memset(p, 0, sizeof *p);
+}

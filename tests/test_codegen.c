@@ -1,0 +1,1347 @@
+/* test_codegen.c — JIT kernels against the reference interpreter.
+ *
+ * Every op of IR_OP_LIST has a table entry (the suite fails if one is
+ * missing) with several shape/attribute variants; each variant is compiled
+ * with fusion on and off, run on random inputs, and every output compared
+ * with ir_interp in IR_PREC_F32.
+ *
+ * Error measure, per element: |jit - ref| / max(|ref|, rms(ref)), i.e.
+ * relative, with an absolute floor at the output's RMS (an element far
+ * below the tensor's scale is judged against that scale: its error comes
+ * from cancelling terms of that size). Bound: 1e-5 for every op computed
+ * exactly or by accumulation; the ops using the exp/log approximations
+ * (a few ulp each) get 2e-5, and scan/scan_bwd (a recurrence over L steps
+ * in float, against the interpreter's double recurrence) 1e-4. Composite
+ * graphs: the forward attention layer 2e-5, the Mamba chain 1e-4, and the
+ * gradient functions 1e-4 (differences of accumulation order compound
+ * through ~100 nodes, amplified by the cancellation in the softmax and
+ * norm backward; measured worst about 1e-5).
+ * i32 outputs must match exactly. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen.h"
+
+static ir_error E;
+
+/* ---- small helpers ---- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint64_t next_u64(void) { /* splitmix64 */
+  uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static double urand(double lo, double hi) {
+  return lo + (hi - lo) * (double)(next_u64() >> 11) * 0x1p-53;
+}
+
+static int ok_(int v, const char *what, int line) {
+  if (v < 0) fail_msg("line %d: %s: %s", line, what, E.msg);
+  return v;
+}
+#define OK(x) ok_((x), #x, __LINE__)
+
+static ir_type T(ir_dtype dt, int rank, ...) {
+  ir_type t = {.dtype = dt, .rank = rank};
+  va_list ap;
+  va_start(ap, rank);
+  for (int i = 0; i < rank; i++) t.dim[i] = va_arg(ap, int);
+  va_end(ap);
+  return t;
+}
+/* F(3, 4) is f32[3,4], I(5) is i32[5]; FS, IS are scalars */
+#define NARGS(...) NARGS_(__VA_ARGS__, 4, 3, 2, 1, 0)
+#define NARGS_(a, b, c, d, n, ...) n
+#define F(...) T(IR_F32, NARGS(__VA_ARGS__), __VA_ARGS__)
+#define I(...) T(IR_I32, NARGS(__VA_ARGS__), __VA_ARGS__)
+#define FS T(IR_F32, 0)
+#define IS T(IR_I32, 0)
+
+static int input(ir_func *f, const char *name, ir_type t) {
+  return OK(ir_leaf(f, IR_OP_INPUT, name, t, &E));
+}
+static int param(ir_func *f, const char *name, ir_type t) {
+  return OK(ir_leaf(f, IR_OP_PARAM, name, t, &E));
+}
+static int op1(ir_func *f, ir_op op, int x, ir_attrs a) {
+  return OK(ir_add(f, op, &x, 1, &a, NULL, NULL, &E));
+}
+static int op2(ir_func *f, ir_op op, int x, int y, ir_attrs a) {
+  int in[2] = {x, y};
+  return OK(ir_add(f, op, in, 2, &a, NULL, NULL, &E));
+}
+static int opt_(ir_func *f, ir_op op, int x, ir_type t) { /* reshape, expand */
+  return OK(ir_add(f, op, &x, 1, NULL, &t, NULL, &E));
+}
+static int bin(ir_func *f, ir_op op, int x, int y) {
+  return OK(ir_binary(f, op, x, y, &E));
+}
+static int un(ir_func *f, ir_op op, int x) { return OK(ir_unary(f, op, x, &E)); }
+static int mm(ir_func *f, int x, int y, bool ta, bool tb) {
+  return op2(f, IR_OP_MATMUL, x, y, (ir_attrs){.ta = ta, .tb = tb});
+}
+static int fill(ir_func *f, double v, ir_type t) {
+  return OK(ir_fill(f, v, t, &E));
+}
+static void out(ir_func *f, const char *name, int v) {
+  OK(ir_add_output(f, name, v, &E));
+}
+
+/* ---- leaf data by naming convention ----
+ * f32: "pos*" [0.05, 0.6], "neg*" [-1.5, -0.1], "wide*" [-30, 30],
+ * "logpos*" log-uniform [1e-4, 1e4], "den*" +-[0.5, 2], "*weight*"
+ * [-0.5, 0.5] (near PyTorch's init scale: with larger weights attention
+ * saturates and the gradients become cancellation-dominated, a float
+ * accuracy limit rather than a codegen property), else [-2, 2];
+ * i32: "zero*" all 0, else uniform in [0, imax). */
+static void gen_leaf(const ir_node *n, int imax, double *d) {
+  int64_t cnt = ir_numel(&n->type);
+  const char *s = n->name ? n->name : "";
+  for (int64_t i = 0; i < cnt; i++) {
+    double x;
+    if (n->type.dtype == IR_I32)
+      x = strncmp(s, "zero", 4) ? (double)(next_u64() % (uint64_t)(imax > 0 ? imax : 1)) : 0;
+    else if (!strncmp(s, "pos", 3))
+      x = urand(0.05, 0.6);
+    else if (!strncmp(s, "neg", 3))
+      x = urand(-1.5, -0.1);
+    else if (!strncmp(s, "wide", 4))
+      x = urand(-30, 30);
+    else if (!strncmp(s, "logpos", 6))
+      x = exp(urand(log(1e-4), log(1e4)));
+    else if (!strncmp(s, "den", 3))
+      x = urand(0.5, 2) * (next_u64() & 1 ? 1 : -1);
+    else if (strstr(s, "weight"))
+      x = urand(-0.5, 0.5);
+    else
+      x = urand(-2, 2);
+    d[i] = n->type.dtype == IR_I32 ? x : (double)(float)x;
+  }
+}
+
+/* Worst scaled error of a float output against the reference (NaN where
+ * exactly one of them is NaN counts as infinite). */
+static double out_error(const float *got, const double *ref, int64_t n,
+                        int64_t *worst) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (isfinite(ref[i])) ss += ref[i] * ref[i];
+  double rms = sqrt(ss / (double)n), e = 0;
+  *worst = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double g = got[i], r = ref[i], ei;
+    if (isnan(r) || isnan(g))
+      ei = isnan(r) && isnan(g) ? 0 : INFINITY;
+    else if (isinf(r) || isinf(g))
+      ei = g == r ? 0 : INFINITY;
+    else {
+      double den = fmax(fabs(r), rms);
+      ei = den > 0 ? fabs(g - r) / den : fabs(g - r);
+    }
+    if (ei > e || (i == 0 && ei >= e)) {
+      e = ei;
+      *worst = i;
+    }
+  }
+  return e;
+}
+
+typedef struct {
+  double err;      /* worst scaled error over the float outputs */
+  int oob;         /* the kernel's return value */
+  const cg_stats *st;
+} run_result;
+
+/* Compiles f (fusion on or off), runs it and the interpreter on the same
+ * random leaves, checks i32 outputs exactly and returns the worst float
+ * error. Const leaves with data are passed as NULL (cg_run substitutes). */
+static const char *passes; /* NULL: the default pipeline */
+
+static double run_compare(const ir_func *f, int imax, bool fuse,
+                          const char *label, double tol) {
+  cg_options o = {.no_fuse = !fuse, .passes = passes};
+  cg_module *m = cg_compile(f, &o, &E);
+  if (!m) fail_msg("%s: compile: %s", label, E.msg);
+  int nl = cg_n_leaves(m);
+  double **dl = calloc((size_t)f->n_nodes + 1, sizeof *dl);
+  const void **jl = calloc((size_t)nl + 1, sizeof *jl);
+  void **jo = calloc((size_t)f->n_outs + 1, sizeof *jo);
+  for (int i = 0; i < nl; i++) {
+    int v = cg_leaf_node(m, i);
+    assert_int_equal(cg_leaf_index(m, v), i);
+    const ir_node *n = &f->nodes[v];
+    if (n->op == IR_OP_CONST && n->data) continue; /* interp uses n->data */
+    int64_t cnt = ir_numel(&n->type);
+    dl[v] = malloc(sizeof(double) * (size_t)cnt);
+    gen_leaf(n, imax, dl[v]);
+    if (n->type.dtype == IR_I32) {
+      int32_t *p = malloc(4 * (size_t)cnt);
+      for (int64_t k = 0; k < cnt; k++) p[k] = (int32_t)dl[v][k];
+      jl[i] = p;
+    } else {
+      float *p = malloc(4 * (size_t)cnt);
+      for (int64_t k = 0; k < cnt; k++) p[k] = (float)dl[v][k];
+      jl[i] = p;
+    }
+  }
+  for (int j = 0; j < f->n_outs; j++) {
+    int64_t cnt = ir_numel(&f->nodes[f->outs[j].node].type);
+    jo[j] = malloc(4 * (size_t)cnt + 4);
+    memset(jo[j], 0xA5, 4 * (size_t)cnt); /* garbage: every element must be written */
+  }
+  void *arena = cg_arena_new(m);
+  memset(arena, 0xA5, cg_arena_size(m)); /* the kernel may not rely on zeros */
+  int rc = cg_run(m, jl, jo, arena);
+  double **ref = ir_interp(f, IR_PREC_F32, (const double *const *)dl, &E);
+  if (!ref) fail_msg("%s: interp: %s", label, E.msg);
+  assert_int_equal(rc, 0);
+  double worst = 0;
+  for (int j = 0; j < f->n_outs; j++) {
+    const ir_node *n = &f->nodes[f->outs[j].node];
+    const double *r = ref[f->outs[j].node];
+    int64_t cnt = ir_numel(&n->type);
+    if (n->type.dtype == IR_I32) {
+      for (int64_t k = 0; k < cnt; k++)
+        if (((int32_t *)jo[j])[k] != (int32_t)r[k])
+          fail_msg("%s: output %s[%lld]: %d vs %d", label, f->outs[j].name,
+                   (long long)k, ((int32_t *)jo[j])[k], (int32_t)r[k]);
+      continue;
+    }
+    int64_t at;
+    double e = out_error(jo[j], r, cnt, &at);
+    if (e > tol)
+      fail_msg("%s (%s): output \"%s\"[%lld]: jit %.9g vs interp %.9g, "
+               "error %.3g > %.3g",
+               label, fuse ? "fused" : "unfused", f->outs[j].name,
+               (long long)at, ((float *)jo[j])[at], r[at], e, tol);
+    if (e > worst) worst = e;
+  }
+  ir_values_free(f, ref);
+  for (int i = 0; i < nl; i++) free((void *)jl[i]);
+  for (int v = 0; v < f->n_nodes; v++) free(dl[v]);
+  for (int j = 0; j < f->n_outs; j++) free(jo[j]);
+  free(dl);
+  free(jl);
+  free(jo);
+  free(arena);
+  cg_free(m);
+  return worst;
+}
+
+/* ---- one table entry per op ---- */
+
+typedef int (*build_fn)(ir_func *f, ir_op op, int var); /* -1: no such var */
+typedef struct {
+  build_fn build;
+  double tol;
+  int imax; /* i32 leaves in [0, imax) */
+} op_case;
+
+enum { MAXVAR = 32 };
+static const double TOL = 1e-5, TOL_APPROX = 2e-5, TOL_SCAN = 1e-4,
+                    TOL_GRAD = 1e-4;
+
+static int b_input(ir_func *f, ir_op op, int var) {
+  (void)op;
+  if (var == 0) out(f, "y", input(f, "x", F(3, 5)));
+  else if (var == 1) out(f, "y", input(f, "idx", I(7)));
+  else if (var == 2) { /* an input twice as output, and unused inputs */
+    input(f, "unused", F(3));
+    int x = input(f, "x", F(4));
+    out(f, "a", x);
+    out(f, "b", x);
+  } else return -1;
+  return 0;
+}
+
+static int b_param(ir_func *f, ir_op op, int var) {
+  (void)op;
+  if (var > 1) return -1;
+  int w = param(f, "w", F(3, 4));
+  if (var == 0) out(f, "w", w);
+  else out(f, "y", bin(f, IR_OP_MUL, w, input(f, "x", F(3, 4))));
+  return 0;
+}
+
+static int b_const(ir_func *f, ir_op op, int var) {
+  (void)op;
+  if (var > 1) return -1;
+  int c = OK(ir_leaf(f, IR_OP_CONST, "table", F(5, 3), &E));
+  if (var == 0) { /* with data: cg_run gets NULL and uses the module's copy */
+    float d[15];
+    for (int i = 0; i < 15; i++) d[i] = 0.25f * (float)i - 1;
+    OK(ir_set_const_data(f, c, d, &E));
+  }
+  out(f, "y", bin(f, IR_OP_ADD, c, input(f, "x", F(3))));
+  return 0;
+}
+
+static int b_fill(ir_func *f, ir_op op, int var) {
+  (void)op;
+  switch (var) {
+  case 0: out(f, "y", fill(f, 2.5, F(3, 4))); break;
+  case 1: out(f, "y", bin(f, IR_OP_MUL, input(f, "x", F(3, 4)), fill(f, -1.5, F(1)))); break;
+  case 2: { /* i32 fill feeding gather: materialised */
+    int t = input(f, "table", F(6, 2));
+    out(f, "y", op2(f, IR_OP_GATHER, t, fill(f, 4, I(2, 3)), (ir_attrs){0}));
+    break;
+  }
+  case 3: out(f, "y", mm(f, fill(f, 0.5, F(2, 3)), input(f, "x", F(3, 4)), 0, 0)); break;
+  case 4: out(f, "y", fill(f, 7, I(5))); break;
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_unary(ir_func *f, ir_op op, int var) {
+  bool pos = op == IR_OP_LOG || op == IR_OP_SQRT || op == IR_OP_RSQRT;
+  const char *nm[2] = {pos ? "pos" : "x", pos ? "logpos" : "wide"};
+  if (var == 0) out(f, "y", un(f, op, input(f, nm[0], F(5, 7))));
+  else if (var == 1) out(f, "y", un(f, op, input(f, nm[1], F(1000))));
+  else if (var == 2) /* a scalar */
+    out(f, "y", un(f, op, input(f, nm[0], FS)));
+  else return -1;
+  return 0;
+}
+
+static int b_binary(ir_op op, ir_func *f, ir_type ta, ir_type tb) {
+  int a = input(f, "a", ta);
+  int b = input(f, op == IR_OP_DIV ? "den" : "b", tb);
+  out(f, "y", bin(f, op, a, b));
+  return 0;
+}
+
+static int b_bin(ir_func *f, ir_op op, int var) {
+  switch (var) {
+  case 0: return b_binary(op, f, F(4, 6), F(4, 6));
+  case 1: return b_binary(op, f, F(4, 6), F(6));
+  case 2: return b_binary(op, f, F(3, 1, 5), F(4, 1));
+  case 3: return b_binary(op, f, F(1), F(2, 3));
+  case 4: return b_binary(op, f, F(2, 1, 3, 1), F(1, 4));
+  case 5: return b_binary(op, f, F(67), F(67));
+  default: return -1;
+  }
+}
+
+/* rank 2, 3, 4 with every ta/tb (M 5, K 7, N 3), then larger shapes that
+ * cover the tiles of the vector code: row blocks of 4 and their rest,
+ * column pairs, a single vector and a partial one. */
+static int b_matmul(ir_func *f, ir_op op, int var) {
+  (void)op;
+  static const int big[][3] = {{9, 13, 29}, {64, 8, 64}, {1, 16, 8}, {12, 33, 17}};
+  if (var >= 12 + 4 * 4) return -1;
+  bool ta = var & 1, tb = var & 2;
+  int rank = var < 12 ? 2 + var / 4 : 2, M = 5, K = 7, N = 3;
+  if (var >= 12) {
+    const int *s = big[(var - 12) / 4];
+    M = s[0], K = s[1], N = s[2];
+  }
+  ir_type a = F(ta ? K : M, ta ? M : K), b = F(tb ? N : K, tb ? K : N);
+  if (rank > 2) { /* batch dims in front */
+    ir_type a2 = {IR_F32, rank, {0}}, b2 = {IR_F32, rank, {0}};
+    for (int i = 0; i < rank - 2; i++) a2.dim[i] = b2.dim[i] = 2 + i;
+    a2.dim[rank - 2] = a.dim[0], a2.dim[rank - 1] = a.dim[1];
+    b2.dim[rank - 2] = b.dim[0], b2.dim[rank - 1] = b.dim[1];
+    a = a2, b = b2;
+  }
+  out(f, "y", mm(f, input(f, "a", a), input(f, "b", b), ta, tb));
+  return 0;
+}
+
+static int b_permute(ir_func *f, ir_op op, int var) {
+  (void)op;
+  ir_attrs a = {0};
+  int x;
+  switch (var) {
+  case 0: x = input(f, "x", F(3, 4)); a.perm[0] = 1; break;
+  case 1: x = input(f, "x", F(2, 3, 4)); a.perm[0] = 2, a.perm[1] = 0, a.perm[2] = 1; break;
+  case 2: x = input(f, "x", F(2, 3, 4, 5)); a.perm[0] = 3, a.perm[1] = 1, a.perm[2] = 0, a.perm[3] = 2; break;
+  case 3: x = input(f, "idx", I(3, 4)); a.perm[0] = 1; break;
+  case 4: { /* fused into an add */
+    x = input(f, "x", F(3, 4));
+    a.perm[0] = 1;
+    int p = op1(f, IR_OP_PERMUTE, x, a);
+    out(f, "y", bin(f, IR_OP_ADD, p, input(f, "b", F(4, 3))));
+    return 0;
+  }
+  default: return -1;
+  }
+  if (var == 0) a.perm[1] = 0;
+  if (var == 3) a.perm[1] = 0;
+  out(f, "y", op1(f, IR_OP_PERMUTE, x, a));
+  return 0;
+}
+
+static int b_reshape(ir_func *f, ir_op op, int var) {
+  (void)op;
+  switch (var) {
+  case 0: out(f, "y", opt_(f, IR_OP_RESHAPE, input(f, "x", F(3, 4)), F(12))); break;
+  case 1: out(f, "y", un(f, IR_OP_EXP, opt_(f, IR_OP_RESHAPE, input(f, "x", F(2, 6)), F(3, 4)))); break;
+  case 2: { /* of a computed value, used by matmul and as an output */
+    int e = un(f, IR_OP_TANH, input(f, "x", F(2, 6)));
+    int r = opt_(f, IR_OP_RESHAPE, e, F(4, 3));
+    out(f, "r", r);
+    out(f, "y", mm(f, r, input(f, "w", F(3, 2)), 0, 0));
+    break;
+  }
+  case 3: out(f, "y", opt_(f, IR_OP_RESHAPE, input(f, "idx", I(2, 3)), I(6))); break;
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_expand(ir_func *f, ir_op op, int var) {
+  (void)op;
+  switch (var) {
+  case 0: out(f, "y", opt_(f, IR_OP_EXPAND, input(f, "x", F(4)), F(3, 4))); break;
+  case 1: out(f, "y", opt_(f, IR_OP_EXPAND, input(f, "x", F(3, 1)), F(2, 3, 5))); break;
+  case 2: out(f, "y", opt_(f, IR_OP_EXPAND, input(f, "x", F(1)), F(6))); break;
+  case 3: { /* fused into a mul */
+    int e = opt_(f, IR_OP_EXPAND, input(f, "x", F(3, 1)), F(3, 4));
+    out(f, "y", bin(f, IR_OP_MUL, e, input(f, "b", F(3, 4))));
+    break;
+  }
+  case 4: out(f, "y", opt_(f, IR_OP_EXPAND, input(f, "idx", I(2, 1)), I(2, 3))); break;
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_slice(ir_func *f, ir_op op, int var) {
+  (void)op;
+  ir_type t = F(4, 5, 6);
+  switch (var) {
+  case 0: case 1: case 2: {
+    ir_attrs a = {.axis = var, .start = 1, .end = 3};
+    out(f, "y", op1(f, IR_OP_SLICE, input(f, "x", t), a));
+    break;
+  }
+  case 3: { /* two slices of one value fused into a sub */
+    int x = input(f, "x", F(4, 6));
+    int lo = op1(f, IR_OP_SLICE, x, (ir_attrs){.axis = 1, .start = 0, .end = 3});
+    int hi = op1(f, IR_OP_SLICE, x, (ir_attrs){.axis = 1, .start = 3, .end = 6});
+    out(f, "y", bin(f, IR_OP_SUB, lo, hi));
+    break;
+  }
+  case 4: out(f, "y", op1(f, IR_OP_SLICE, input(f, "idx", I(5)), (ir_attrs){.axis = 0, .start = 2, .end = 5})); break;
+  case 5: { /* contiguous (an alias at an offset) of a computed value, read
+             * by a matmul and through a reshape */
+    int t = un(f, IR_OP_TANH, input(f, "x", F(6, 4)));
+    int sl = op1(f, IR_OP_SLICE, t, (ir_attrs){.axis = 0, .start = 2, .end = 5});
+    out(f, "m", mm(f, sl, input(f, "w", F(4, 3)), 0, 0));
+    out(f, "r", opt_(f, IR_OP_RESHAPE, sl, F(12)));
+    break;
+  }
+  case 6: { /* leading size-1 axes: still contiguous */
+    int sl = op1(f, IR_OP_SLICE, input(f, "x", F(1, 6, 4)), (ir_attrs){.axis = 1, .start = 3, .end = 5});
+    out(f, "y", op1(f, IR_OP_SUM, sl, (ir_attrs){.axis = 2}));
+    break;
+  }
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_pad(ir_func *f, ir_op op, int var) {
+  (void)op;
+  if (var == 4) {
+    out(f, "y", op1(f, IR_OP_PAD, input(f, "idx", I(2, 3)), (ir_attrs){.axis = 1, .start = 1, .end = 2}));
+    return 0;
+  }
+  if (var > 4) return -1;
+  ir_attrs a = {.axis = var % 3, .start = var == 3 ? 0 : 2, .end = 1};
+  out(f, "y", op1(f, IR_OP_PAD, input(f, "x", F(3, 4, 2)), a));
+  return 0;
+}
+
+static int b_concat(ir_func *f, ir_op op, int var) {
+  (void)op;
+  if (var == 6) {
+    int a = input(f, "idx", I(2, 3)), b = input(f, "idx2", I(2, 1));
+    out(f, "y", op2(f, IR_OP_CONCAT, a, b, (ir_attrs){.axis = 1}));
+    return 0;
+  }
+  if (var > 6) return -1;
+  int n = var < 4 ? var + 1 : 2, axis = var < 4 ? var % 2 : 2;
+  int in[4];
+  for (int k = 0; k < n; k++) {
+    char nm[8];
+    snprintf(nm, sizeof nm, "x%d", k);
+    in[k] = input(f, nm, axis == 0 ? F(k + 1, 3, 2) : axis == 1 ? F(2, k + 2, 3) : F(2, 3, k + 1));
+  }
+  if (var == 5) /* the same value twice */
+    in[1] = in[0] = un(f, IR_OP_NEG, input(f, "y", F(2, 3, 2)));
+  ir_attrs a = {.axis = axis};
+  out(f, "y", OK(ir_add(f, IR_OP_CONCAT, in, n, &a, NULL, NULL, &E)));
+  return 0;
+}
+
+static int b_reduce(ir_func *f, ir_op op, int var) {
+  if (var < 3) {
+    out(f, "y", op1(f, op, input(f, "x", F(3, 4, 5)), (ir_attrs){.axis = var}));
+  } else if (var == 3) {
+    out(f, "y", op1(f, op, input(f, "x", F(67)), (ir_attrs){.axis = 0}));
+  } else if (var == 4) {
+    out(f, "y", op1(f, op, input(f, "x", F(2, 1, 3)), (ir_attrs){.axis = 1}));
+  } else if (var == 5) { /* of a fused chain */
+    int x = un(f, IR_OP_EXP, input(f, "x", F(6, 33)));
+    out(f, "y", op1(f, op, x, (ir_attrs){.axis = 1}));
+  } else if (var == 6) { /* of a fused broadcasting product */
+    int x = bin(f, IR_OP_MUL, input(f, "x", F(5, 3, 7)), input(f, "b", F(3, 1)));
+    out(f, "y", op1(f, op, x, (ir_attrs){.axis = 1}));
+  } else if (var == 7) { /* of a fused permute, and its input also read */
+    int x = input(f, "x", F(4, 6));
+    int pt = op1(f, IR_OP_PERMUTE, x, (ir_attrs){.perm = {1, 0}});
+    out(f, "y", op1(f, op, pt, (ir_attrs){.axis = 1}));
+    out(f, "z", op1(f, op, un(f, IR_OP_NEG, x), (ir_attrs){.axis = 1}));
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+static int b_softmax(ir_func *f, ir_op op, int var) {
+  static const int sh[][5] = {{2, 4, 9},  {3, 2, 5, 5},   {2, 3, 7},
+                              {4, 2, 2, 3, 8}, {2, 1, 6}, {1, 40},
+                              {3, 2, 20, 37}, {2, 40, 40}};
+  static const bool causal[] = {0, 1, 1, 1, 1, 0, 1, 1};
+  if (var >= 8) return -1;
+  ir_type t = {IR_F32, sh[var][0], {0}};
+  for (int i = 0; i < t.rank; i++) t.dim[i] = sh[var][i + 1];
+  out(f, "y", op1(f, op, input(f, var == 5 ? "wide" : "x", t),
+                  (ir_attrs){.causal = causal[var]}));
+  return 0;
+}
+
+static int b_gather(ir_func *f, ir_op op, int var) {
+  ir_attrs a = {0};
+  switch (var) {
+  case 0: out(f, "y", op2(f, op, input(f, "t", F(10, 4)), input(f, "idx", I(6)), a)); break;
+  case 1: out(f, "y", op2(f, op, input(f, "t", F(10)), input(f, "idx", I(2, 3)), a)); break;
+  case 2: out(f, "y", op2(f, op, input(f, "t", F(10, 2, 3)), input(f, "idx", I(4)), a)); break;
+  case 3: out(f, "y", op2(f, op, input(f, "t", I(10, 3)), input(f, "idx", I(5)), a)); break;
+  case 4: out(f, "y", op2(f, op, input(f, "t", F(10, 4)), input(f, "idx", IS), a)); break;
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_scatter(ir_func *f, ir_op op, int var) {
+  ir_attrs a = {.n = 10};
+  switch (var) {
+  case 0: out(f, "y", op2(f, op, input(f, "s", F(12, 4)), input(f, "idx", I(12)), a)); break;
+  case 1: out(f, "y", op2(f, op, input(f, "s", F(2, 3, 4)), input(f, "idx", I(2, 3)), a)); break;
+  case 2: out(f, "y", op2(f, op, input(f, "s", F(7)), input(f, "idx", I(7)), a)); break;
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_select_row(ir_func *f, ir_op op, int var) {
+  ir_attrs a = {0};
+  switch (var) {
+  case 0: out(f, "y", op2(f, op, input(f, "x", F(7, 5)), input(f, "idx", IS), a)); break;
+  case 1: out(f, "y", op2(f, op, input(f, "x", F(7)), input(f, "idx", IS), a)); break;
+  case 2: out(f, "y", op2(f, op, input(f, "x", F(7, 2, 3)), input(f, "idx", IS), a)); break;
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_onehot(ir_func *f, ir_op op, int var) {
+  if (var == 0) out(f, "y", op1(f, op, input(f, "idx", I(5)), (ir_attrs){.n = 7}));
+  else if (var == 1) out(f, "y", op1(f, op, input(f, "idx", I(2, 3)), (ir_attrs){.n = 7}));
+  else if (var == 2) out(f, "y", op1(f, op, input(f, "idx", IS), (ir_attrs){.n = 7}));
+  else return -1;
+  return 0;
+}
+
+static int b_xent(ir_func *f, ir_op op, int var) {
+  ir_attrs a = {0};
+  switch (var) {
+  case 0: out(f, "y", op2(f, op, input(f, "x", F(5, 7)), input(f, "idx", I(5)), a)); break;
+  case 1: out(f, "y", op2(f, op, input(f, "x", F(7)), input(f, "idx", IS), a)); break;
+  case 2: out(f, "y", op2(f, op, input(f, "x", F(2, 3, 7)), input(f, "idx", I(2, 3)), a)); break;
+  case 3: out(f, "y", op2(f, op, input(f, "x", F(4, 1)), input(f, "zero", I(4)), a)); break;
+  default: return -1;
+  }
+  return 0;
+}
+
+static int b_conv(ir_func *f, ir_op op, int var) {
+  static const int s[][3] = {{9, 6, 4}, {3, 5, 4}, {16, 8, 1}, {2, 3, 2}};
+  if (var >= 4) return -1;
+  int L = s[var][0], E_ = s[var][1], W = s[var][2];
+  int a = input(f, "x", F(L, E_));
+  if (op == IR_OP_CONV1D_BWD_W)
+    out(f, "y", op2(f, op, a, input(f, "g", F(L, E_)), (ir_attrs){.n = W}));
+  else
+    out(f, "y", op2(f, op, a, input(f, "w", F(E_, W)), (ir_attrs){0}));
+  return 0;
+}
+
+/* u, delta > 0, A < 0 (as in Mamba), bc */
+static int b_scan(ir_func *f, ir_op op, int var) {
+  /* E below, at and across the vector width (8 lanes, then a tail) */
+  static const int s[][3] = {{7, 6, 4}, {33, 16, 16}, {1, 3, 2}, {9, 20, 5}};
+  if (var >= 4) return -1;
+  int L = s[var][0], E_ = s[var][1], N = s[var][2];
+  int u = input(f, "u", F(L, E_)), d = input(f, "pos_delta", F(L, E_));
+  int A = input(f, "neg_A", F(E_, N)), bc = input(f, "bc", F(L, 2 * N));
+  if (op == IR_OP_SCAN) {
+    int in[4] = {u, d, A, bc};
+    out(f, "y", OK(ir_add(f, op, in, 4, NULL, NULL, NULL, &E)));
+  } else {
+    int ud = op2(f, IR_OP_CONCAT, u, d, (ir_attrs){.axis = 1});
+    int in[4] = {ud, A, bc, input(f, "dy", F(L, E_))};
+    out(f, "y", OK(ir_add(f, op, in, 4, NULL, NULL, NULL, &E)));
+  }
+  return 0;
+}
+
+static const op_case cases[IR_OP_COUNT] = {
+    [IR_OP_INPUT] = {b_input, TOL, 5},
+    [IR_OP_PARAM] = {b_param, TOL, 0},
+    [IR_OP_CONST] = {b_const, TOL, 0},
+    [IR_OP_FILL] = {b_fill, TOL, 0},
+    [IR_OP_NEG] = {b_unary, TOL, 0},
+    [IR_OP_EXP] = {b_unary, TOL_APPROX, 0},
+    [IR_OP_LOG] = {b_unary, TOL_APPROX, 0},
+    [IR_OP_SQRT] = {b_unary, TOL, 0},
+    [IR_OP_RSQRT] = {b_unary, TOL, 0},
+    [IR_OP_RECIP] = {b_unary, TOL, 0},
+    [IR_OP_SIGMOID] = {b_unary, TOL_APPROX, 0},
+    [IR_OP_SILU] = {b_unary, TOL_APPROX, 0},
+    [IR_OP_SOFTPLUS] = {b_unary, TOL_APPROX, 0},
+    [IR_OP_TANH] = {b_unary, TOL_APPROX, 0},
+    [IR_OP_RELU] = {b_unary, TOL, 0},
+    [IR_OP_ADD] = {b_bin, TOL, 0},
+    [IR_OP_SUB] = {b_bin, TOL, 0},
+    [IR_OP_MUL] = {b_bin, TOL, 0},
+    [IR_OP_DIV] = {b_bin, TOL, 0},
+    [IR_OP_MAX] = {b_bin, TOL, 0},
+    [IR_OP_GT] = {b_bin, TOL, 0},
+    [IR_OP_MATMUL] = {b_matmul, TOL, 0},
+    [IR_OP_PERMUTE] = {b_permute, TOL, 9},
+    [IR_OP_RESHAPE] = {b_reshape, TOL, 9},
+    [IR_OP_EXPAND] = {b_expand, TOL, 9},
+    [IR_OP_SLICE] = {b_slice, TOL, 9},
+    [IR_OP_PAD] = {b_pad, TOL, 9},
+    [IR_OP_CONCAT] = {b_concat, TOL, 9},
+    [IR_OP_SUM] = {b_reduce, TOL, 0},
+    [IR_OP_AMAX] = {b_reduce, TOL, 0},
+    [IR_OP_MEAN] = {b_reduce, TOL, 0},
+    [IR_OP_SOFTMAX] = {b_softmax, TOL_APPROX, 0},
+    [IR_OP_GATHER] = {b_gather, TOL, 10},
+    [IR_OP_SCATTER_ADD] = {b_scatter, TOL, 10},
+    [IR_OP_SELECT_ROW] = {b_select_row, TOL, 7},
+    [IR_OP_ONEHOT] = {b_onehot, TOL, 7},
+    [IR_OP_CROSS_ENTROPY] = {b_xent, TOL_APPROX, 7},
+    [IR_OP_CONV1D] = {b_conv, TOL, 0},
+    [IR_OP_CONV1D_BWD_X] = {b_conv, TOL, 0},
+    [IR_OP_CONV1D_BWD_W] = {b_conv, TOL, 0},
+    [IR_OP_SCAN] = {b_scan, TOL_SCAN, 0},
+    [IR_OP_SCAN_BWD] = {b_scan, TOL_SCAN, 0},
+};
+
+static void every_op_has_a_case(void **state) {
+  (void)state;
+  for (int op = 0; op < IR_OP_COUNT; op++)
+    if (!cases[op].build)
+      fail_msg("op %s has no codegen test case", ir_op_name((ir_op)op));
+}
+
+static void every_op_matches_interp(void **state) {
+  (void)state;
+  for (int op = 0; op < IR_OP_COUNT; op++) {
+    const op_case *c = &cases[op];
+    if (!c->build) fail_msg("op %s has no case", ir_op_name((ir_op)op));
+    int nvar = 0;
+    double worst = 0;
+    for (int var = 0; var < MAXVAR; var++) {
+      ir_func *f = ir_func_new();
+      if (c->build(f, (ir_op)op, var) < 0) {
+        ir_func_free(f);
+        break;
+      }
+      if (ir_verify(f, &E)) fail_msg("%s var %d: %s", ir_op_name((ir_op)op), var, E.msg);
+      char label[64];
+      snprintf(label, sizeof label, "%s variant %d", ir_op_name((ir_op)op), var);
+      for (int fuse = 0; fuse < 2; fuse++) {
+        double e = run_compare(f, c->imax, fuse, label, c->tol);
+        if (e > worst) worst = e;
+      }
+      ir_func_free(f);
+      nvar++;
+    }
+    assert_true(nvar > 0);
+    print_message("%-14s %2d variants, worst error %.2g (bound %.0e)\n",
+                  ir_op_name((ir_op)op), nvar, worst, c->tol);
+  }
+}
+
+/* ---- fusion ---- */
+
+/* A chain with broadcasting, views, constants, a value used twice inside
+ * the loop and an intermediate that is also an output. */
+static ir_func *fusion_graph(void) {
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(2, 4, 6)), b = input(f, "b", F(6)),
+      w = input(f, "w", F(4, 2));
+  int xb = bin(f, IR_OP_MUL, x, b);
+  int t = un(f, IR_OP_TANH, xb);
+  int sq = bin(f, IR_OP_MUL, t, t); /* t used twice */
+  int pw = op1(f, IR_OP_PERMUTE, w, (ir_attrs){.perm = {1, 0}});  /* [2,4] */
+  int pr = opt_(f, IR_OP_EXPAND, opt_(f, IR_OP_RESHAPE, pw, F(2, 4, 1)), F(2, 4, 6));
+  int y = bin(f, IR_OP_ADD, sq, pr);
+  int s = op1(f, IR_OP_SLICE, x, (ir_attrs){.axis = 2, .start = 1, .end = 2});
+  int z = bin(f, IR_OP_SUB, y, s); /* [2,4,6] - [2,4,1] */
+  z = bin(f, IR_OP_MAX, z, fill(f, -0.25, F(1)));
+  out(f, "t", t);
+  out(f, "z", un(f, IR_OP_SIGMOID, z));
+  return f;
+}
+
+static void fused_chain_matches(void **state) {
+  (void)state;
+  ir_func *f = fusion_graph();
+  /* a norm: mean(x*x) computes the square inside the reduction loop */
+  int x = input(f, "x2", F(6, 16));
+  int ms = op1(f, IR_OP_MEAN, bin(f, IR_OP_MUL, x, x), (ir_attrs){.axis = 1});
+  out(f, "rms", bin(f, IR_OP_MUL, x, un(f, IR_OP_RSQRT, ms)));
+  run_compare(f, 0, true, "fusion graph", TOL_APPROX);
+  run_compare(f, 0, false, "fusion graph", TOL_APPROX);
+  cg_options on = {0}, off = {.no_fuse = true};
+  cg_module *a = cg_compile(f, &on, &E), *b = cg_compile(f, &off, &E);
+  assert_non_null(a);
+  assert_non_null(b);
+  const cg_stats *sa = cg_module_stats(a), *sb = cg_module_stats(b);
+  /* fused: t (an output) and z's loop; the permute of w is materialised
+   * only because a reshape reads it; the mean (x*x inside its loop), the
+   * rsqrt of the mean and the rms output */
+  assert_true(sa->n_materialised <= 6); /* + rsqrt of the [6,1] mean */
+  assert_true(sb->n_materialised > sa->n_materialised + 5);
+  assert_true(sa->n_loops_emitted < sb->n_loops_emitted);
+  print_message("fusion: %d loops, %d buffers fused; %d loops, %d buffers unfused\n",
+                sa->n_loops_emitted, sa->n_materialised, sb->n_loops_emitted,
+                sb->n_materialised);
+  cg_free(a);
+  cg_free(b);
+  ir_func_free(f);
+}
+
+/* Corner cases of the fusion rules, each against the interpreter. */
+static void fusion_corners(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(3, 4, 5)), b = input(f, "b", F(5));
+  /* a chain of views into one add: expand(permute(slice(x))) */
+  int sl = op1(f, IR_OP_SLICE, x, (ir_attrs){.axis = 2, .start = 1, .end = 4}); /* [3,4,3] */
+  int pm = op1(f, IR_OP_PERMUTE, sl, (ir_attrs){.perm = {2, 0, 1}});          /* [3,3,4] */
+  int ex = opt_(f, IR_OP_EXPAND, opt_(f, IR_OP_RESHAPE, pm, F(3, 3, 1, 4)), F(3, 3, 2, 4));
+  int s1 = op1(f, IR_OP_SLICE, x, (ir_attrs){.axis = 1, .start = 0, .end = 2});
+  int s2 = op1(f, IR_OP_SLICE, s1, (ir_attrs){.axis = 2, .start = 1, .end = 5}); /* [3,2,4] */
+  out(f, "views", bin(f, IR_OP_ADD, ex, s2));
+  /* fills through views, into a matmul and into reductions */
+  int fe = opt_(f, IR_OP_EXPAND, fill(f, 0.5, F(1, 5)), F(3, 4, 5));
+  out(f, "mm_fill", mm(f, un(f, IR_OP_TANH, x), fe, 0, 1));
+  out(f, "sum_fill", op1(f, IR_OP_SUM, opt_(f, IR_OP_EXPAND, fill(f, 2, F(1)), F(3, 7)), (ir_attrs){.axis = 1}));
+  out(f, "sum_fill2", op1(f, IR_OP_SUM, fill(f, -1.5, F(2, 3)), (ir_attrs){.axis = 0}));
+  /* a contiguous slice (an alias) of a fill, and a reduction over one */
+  int fs = op1(f, IR_OP_SLICE, fill(f, 3, F(4, 3)), (ir_attrs){.axis = 0, .start = 1, .end = 3});
+  out(f, "slice_fill", bin(f, IR_OP_ADD, fs, fs));
+  out(f, "sum_slice", op1(f, IR_OP_SUM, op1(f, IR_OP_SLICE, x, (ir_attrs){.axis = 0, .start = 1, .end = 2}),
+                          (ir_attrs){.axis = 2}));
+  /* one value read by a fused group and by a matmul; a reduction of a
+   * broadcast sum whose operand is also an output */
+  int t = bin(f, IR_OP_MUL, x, b);
+  out(f, "t", t);
+  out(f, "red", op1(f, IR_OP_AMAX, bin(f, IR_OP_SUB, t, b), (ir_attrs){.axis = 2}));
+  out(f, "mm_t", mm(f, t, opt_(f, IR_OP_EXPAND, b, F(3, 4, 5)), 0, 1));
+  /* an output that is a view of a leaf, one that is a fill, and a node
+   * that is two outputs */
+  out(f, "view_leaf", op1(f, IR_OP_PERMUTE, b, (ir_attrs){.perm = {0}}));
+  int z = un(f, IR_OP_NEG, b);
+  out(f, "z1", z);
+  out(f, "z2", z);
+  for (int fuse = 0; fuse < 2; fuse++) run_compare(f, 0, fuse, "fusion corners", TOL);
+  ir_func_free(f);
+}
+
+/* A chain of matmuls: the arena must reuse slots. */
+static void arena_reuses_slots(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int h = input(f, "x", F(8, 16));
+  int64_t total = 0;
+  for (int i = 0; i < 8; i++) {
+    char nm[8];
+    snprintf(nm, sizeof nm, "w%d", i);
+    h = un(f, IR_OP_TANH, mm(f, h, param(f, nm, F(16, 16)), 0, 1));
+    total += 2 * 8 * 16 * 4;
+  }
+  out(f, "y", op1(f, IR_OP_SUM, h, (ir_attrs){.axis = 1}));
+  run_compare(f, 0, true, "matmul chain", TOL_GRAD); /* 8 layers deep */
+  cg_module *m = cg_compile(f, NULL, &E);
+  assert_non_null(m);
+  size_t arena = cg_arena_size(m);
+  assert_true(arena > 0);
+  /* at most 3 live [8,16] and one transposed [16,16] weight */
+  assert_true(arena <= 3 * 8 * 16 * 4 + 16 * 16 * 4 + 4 * 64);
+  assert_true((int64_t)arena < total);
+  cg_free(m);
+  ir_func_free(f);
+}
+
+/* ---- composite graphs ---- */
+
+/* y = x W^T for W [out, in] */
+static int linear(ir_func *f, int x, int w) { return mm(f, x, w, 0, 1); }
+
+static int layernorm(ir_func *f, int x, int L, int d, const char *wname,
+                     const char *bname) {
+  int mu = op1(f, IR_OP_MEAN, x, (ir_attrs){.axis = 1});
+  int xc = bin(f, IR_OP_SUB, x, mu);
+  int var = op1(f, IR_OP_MEAN, bin(f, IR_OP_MUL, xc, xc), (ir_attrs){.axis = 1});
+  int r = un(f, IR_OP_RSQRT, bin(f, IR_OP_ADD, var, fill(f, 1e-5, F(1))));
+  (void)L, (void)d;
+  int y = bin(f, IR_OP_MUL, bin(f, IR_OP_MUL, xc, r), param(f, wname, F(d)));
+  return bin(f, IR_OP_ADD, y, param(f, bname, F(d)));
+}
+
+/* One attention layer with learned positions, a final norm, the readout of
+ * the last position and the cross-entropy loss. */
+static ir_func *attention_graph(int L, int d, int K) {
+  ir_func *f = ir_func_new();
+  int tok = input(f, "tokens", I(L));
+  int pos = input(f, "position", IS);
+  int label = input(f, "label", IS);
+  int V = OK(ir_leaf(f, IR_OP_CONST, "embedding.weight", F(K, d), &E));
+  float *vd = malloc(sizeof(float) * (size_t)(K * d));
+  for (int i = 0; i < K * d; i++) vd[i] = (float)urand(-1, 1);
+  OK(ir_set_const_data(f, V, vd, &E));
+  free(vd);
+  int pe = param(f, "pos_emb.weight", F(L, d));
+  int h = bin(f, IR_OP_ADD, op2(f, IR_OP_GATHER, V, tok, (ir_attrs){0}), pe);
+  int x = layernorm(f, h, L, d, "layers.0.norm.weight", "layers.0.norm.bias");
+  int q = linear(f, x, param(f, "layers.0.mixer.wq.weight", F(d, d)));
+  int k = linear(f, x, param(f, "layers.0.mixer.wk.weight", F(d, d)));
+  int v = linear(f, x, param(f, "layers.0.mixer.wv.weight", F(d, d)));
+  int s = bin(f, IR_OP_MUL, mm(f, q, k, 0, 1), fill(f, 1 / sqrt(d), F(1)));
+  int p = op1(f, IR_OP_SOFTMAX, s, (ir_attrs){.causal = true});
+  int o = linear(f, mm(f, p, v, 0, 0), param(f, "layers.0.mixer.wo.weight", F(d, d)));
+  h = bin(f, IR_OP_ADD, h, o);
+  h = layernorm(f, h, L, d, "norm_f.weight", "norm_f.bias");
+  int last = opt_(f, IR_OP_RESHAPE, op2(f, IR_OP_SELECT_ROW, h, pos, (ir_attrs){0}), F(1, d));
+  int logits = bin(f, IR_OP_ADD, linear(f, last, param(f, "lm_head.weight", F(K, d))),
+                   param(f, "lm_head.bias", F(K)));
+  logits = opt_(f, IR_OP_RESHAPE, logits, F(K));
+  int loss = op2(f, IR_OP_CROSS_ENTROPY, logits, label, (ir_attrs){0});
+  out(f, "logits", logits);
+  out(f, "loss", loss);
+  return f;
+}
+
+/* One Mamba-like mixer: in_proj, conv1d + bias, silu, x_proj split into
+ * (dt, B, C), dt_proj + softplus, A = -exp(A_log), scan, D skip, silu(z)
+ * gate, out_proj; loss = sum of squares. */
+static ir_func *mamba_graph(int L, int d, int N) {
+  int Ex = 2 * d, R = 2, W = 4;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(L, d));
+  int xz = linear(f, x, param(f, "in_proj.weight", F(2 * Ex, d)));
+  int xs = op1(f, IR_OP_SLICE, xz, (ir_attrs){.axis = 1, .start = 0, .end = Ex});
+  int z = op1(f, IR_OP_SLICE, xz, (ir_attrs){.axis = 1, .start = Ex, .end = 2 * Ex});
+  int c = op2(f, IR_OP_CONV1D, xs, param(f, "conv1d.weight", F(Ex, W)), (ir_attrs){0});
+  int u = un(f, IR_OP_SILU, bin(f, IR_OP_ADD, c, param(f, "conv1d.bias", F(Ex))));
+  int dbc = linear(f, u, param(f, "x_proj.weight", F(R + 2 * N, Ex)));
+  int dt = op1(f, IR_OP_SLICE, dbc, (ir_attrs){.axis = 1, .start = 0, .end = R});
+  int bc = op1(f, IR_OP_SLICE, dbc, (ir_attrs){.axis = 1, .start = R, .end = R + 2 * N});
+  int delta = un(f, IR_OP_SOFTPLUS,
+                 bin(f, IR_OP_ADD, linear(f, dt, param(f, "dt_proj.weight", F(Ex, R))),
+                     param(f, "dt_proj.bias", F(Ex))));
+  int A = un(f, IR_OP_NEG, un(f, IR_OP_EXP, param(f, "A_log", F(Ex, N))));
+  int in[4] = {u, delta, A, bc};
+  int y = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
+  y = bin(f, IR_OP_ADD, y, bin(f, IR_OP_MUL, u, param(f, "D", F(Ex))));
+  y = bin(f, IR_OP_MUL, y, un(f, IR_OP_SILU, z));
+  int o = linear(f, y, param(f, "out_proj.weight", F(d, Ex)));
+  int sq = op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, o, o), (ir_attrs){.axis = 1});
+  int loss = opt_(f, IR_OP_RESHAPE, op1(f, IR_OP_SUM, sq, (ir_attrs){.axis = 0}), FS);
+  out(f, "y", o);
+  out(f, "loss", loss);
+  return f;
+}
+
+static void attention_layer(void **state) {
+  (void)state;
+  ir_func *f = attention_graph(12, 8, 10);
+  for (int fuse = 0; fuse < 2; fuse++)
+    print_message("attention: worst error %.2g\n",
+                  run_compare(f, 10, fuse, "attention", TOL_APPROX));
+  /* without optimisation: the lowering must not rely on any pass */
+  passes = "default<O0>";
+  run_compare(f, 10, true, "attention at O0", TOL_APPROX);
+  passes = NULL;
+  ir_func_free(f);
+}
+
+static void mamba_chain(void **state) {
+  (void)state;
+  ir_func *f = mamba_graph(10, 4, 4);
+  for (int fuse = 0; fuse < 2; fuse++)
+    print_message("mamba: worst error %.2g\n",
+                  run_compare(f, 0, fuse, "mamba", TOL_SCAN));
+  ir_func_free(f);
+}
+
+/* The gradient function (ad_grad) of each composite, compiled. */
+static void gradients_match(void **state) {
+  (void)state;
+  /* mamba: E = 8 (vector lanes only) and 10 (lanes and a tail); the
+   * scan and its scan_bwd share the saved states */
+  ir_func *fs[3] = {attention_graph(8, 8, 6), mamba_graph(8, 4, 4), mamba_graph(7, 5, 3)};
+  const char *names[3] = {"attention grad", "mamba grad", "mamba grad E 10"};
+  const double tol[3] = {TOL_GRAD, TOL_GRAD, TOL_GRAD};
+  for (int i = 0; i < 3; i++) {
+    ir_func *g = ad_grad(fs[i], "loss", &E);
+    if (!g) fail_msg("%s: ad_grad: %s", names[i], E.msg);
+    for (int fuse = 0; fuse < 2; fuse++)
+      print_message("%s: %d nodes, %d outputs, worst error %.2g\n", names[i],
+                    g->n_nodes, g->n_outs,
+                    run_compare(g, 6, fuse, names[i], tol[i]));
+    ir_func_free(g);
+    ir_func_free(fs[i]);
+  }
+}
+
+/* ---- index behaviour out of range ---- */
+
+static void out_of_range_indices(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int t = input(f, "t", F(4, 2)), idx = input(f, "idx", I(3));
+  out(f, "g", op2(f, IR_OP_GATHER, t, idx, (ir_attrs){0}));
+  out(f, "s", op2(f, IR_OP_SCATTER_ADD, input(f, "src", F(3, 2)), idx, (ir_attrs){.n = 4}));
+  out(f, "o", op1(f, IR_OP_ONEHOT, idx, (ir_attrs){.n = 4}));
+  out(f, "r", op2(f, IR_OP_SELECT_ROW, t, input(f, "p", IS), (ir_attrs){0}));
+  out(f, "x", op2(f, IR_OP_CROSS_ENTROPY, t, input(f, "lab", I(4)), (ir_attrs){0}));
+  cg_module *m = cg_compile(f, NULL, &E);
+  if (!m) fail_msg("%s", E.msg);
+  float tv[8] = {0, 1, 10, 11, 20, 21, 30, 31}, src[6] = {1, 2, 3, 4, 5, 6};
+  int32_t iv[3] = {-1, 2, 9}, p = 7, lab[4] = {0, 1, -3, 1};
+  float g[6], s[8], o[12], r[2], x[4];
+  const void *lv[] = {tv, iv, src, &p, lab};
+  void *ov[] = {g, s, o, r, x};
+  assert_int_equal(cg_n_leaves(m), 5);
+  void *arena = cg_arena_new(m);
+  /* misses: gather 2, scatter 2, onehot 2, select_row 1, labels 1 */
+  assert_int_equal(cg_run(m, lv, ov, arena), 8);
+  /* gather clamps: -1 -> row 0, 9 -> row 3 */
+  float g_want[6] = {0, 1, 20, 21, 30, 31};
+  for (int i = 0; i < 6; i++) assert_true(g[i] == g_want[i]);
+  /* scatter drops: only idx 2 (src row 1) lands */
+  float s_want[8] = {0, 0, 0, 0, 3, 4, 0, 0};
+  for (int i = 0; i < 8; i++) assert_true(s[i] == s_want[i]);
+  /* onehot: zero rows for the misses */
+  for (int j = 0; j < 3; j++)
+    for (int k = 0; k < 4; k++)
+      assert_true(o[j * 4 + k] == (j == 1 && k == 2 ? 1.0f : 0.0f));
+  assert_true(r[0] == 30 && r[1] == 31); /* p = 7 clamps to row 3 */
+  /* label -3 clamps to class 0: lse(20, 21) - 20 */
+  double lse = 21 + log1p(exp(-1.0));
+  assert_true(fabs(x[2] - (lse - 20)) < 1e-5);
+  /* the interpreter refuses the same input */
+  double *dl[32] = {0};
+  double dt[8], di[3], ds[6], dp = 7, dlab[4];
+  for (int i = 0; i < 8; i++) dt[i] = tv[i];
+  for (int i = 0; i < 3; i++) di[i] = iv[i];
+  for (int i = 0; i < 6; i++) ds[i] = src[i];
+  for (int i = 0; i < 4; i++) dlab[i] = lab[i];
+  dl[cg_leaf_node(m, 0)] = dt, dl[cg_leaf_node(m, 1)] = di;
+  dl[cg_leaf_node(m, 2)] = ds, dl[cg_leaf_node(m, 3)] = &dp;
+  dl[cg_leaf_node(m, 4)] = dlab;
+  assert_null(ir_interp(f, IR_PREC_F32, (const double *const *)dl, &E));
+  free(arena);
+  cg_free(m);
+  ir_func_free(f);
+}
+
+/* A confident, correct prediction has a tiny loss; it must keep its
+ * relative accuracy (the interpreter's double log(1 + 1e-12) does not, so
+ * the reference here is log1p of the sum without the max's term). */
+static void cross_entropy_small_loss(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int lg = input(f, "x", F(4, 5)), lb = input(f, "label", I(4));
+  out(f, "y", op2(f, IR_OP_CROSS_ENTROPY, lg, lb, (ir_attrs){0}));
+  cg_module *m = cg_compile(f, NULL, &E);
+  assert_non_null(m);
+  float x[20], y[4];
+  int32_t lab[4] = {2, 0, 4, 1};
+  for (int j = 0; j < 4; j++)
+    for (int k = 0; k < 5; k++) x[j * 5 + k] = (float)urand(-3, 3);
+  x[2] = 25, x[5] = 30, x[14] = 18.5f, x[6] = 30; /* row 1: a tie at 30 */
+  const void *lv[] = {x, lab};
+  void *ov[] = {y};
+  void *arena = cg_arena_new(m);
+  assert_int_equal(cg_run(m, lv, ov, arena), 0);
+  for (int j = 0; j < 4; j++) {
+    const float *r = x + j * 5;
+    double mx = r[0], rest = -1;
+    for (int k = 1; k < 5; k++) mx = fmax(mx, r[k]);
+    for (int k = 0; k < 5; k++) rest += exp((double)r[k] - mx);
+    double want = log1p(rest) + (mx - r[lab[j]]);
+    /* bound: x - m rounded to float perturbs each term by ~1e-6 */
+    if (!(fabs(y[j] - want) <= 4e-6 * fabs(want)))
+      fail_msg("row %d: %.9g, want %.9g", j, (double)y[j], want);
+  }
+  assert_true(y[0] < 1e-8 && y[0] > 0);
+  free(arena);
+  cg_free(m);
+  ir_func_free(f);
+}
+
+/* cg_run: NULL stands for a const's own data, nothing else. */
+static void null_leaves(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int c = OK(ir_leaf(f, IR_OP_CONST, "c", F(2), &E));
+  int k = OK(ir_leaf(f, IR_OP_CONST, "k", F(2), &E)); /* no data */
+  OK(ir_set_const_data(f, c, (float[]){1, 2}, &E));
+  int x = input(f, "x", F(2));
+  out(f, "y", bin(f, IR_OP_ADD, bin(f, IR_OP_MUL, x, c), k));
+  cg_module *m = cg_compile(f, NULL, &E);
+  assert_non_null(m);
+  float xv[2] = {3, 4}, kv[2] = {10, 20}, y[2];
+  void *ov[] = {y};
+  void *arena = cg_arena_new(m);
+  assert_int_equal(cg_run(m, (const void *[]){NULL, kv, xv}, ov, arena), 0);
+  assert_true(y[0] == 13 && y[1] == 28);
+  assert_int_equal(cg_run(m, (const void *[]){NULL, NULL, xv}, ov, arena), -1);
+  assert_int_equal(cg_run(m, (const void *[]){NULL, kv, NULL}, ov, arena), -1);
+  free(arena);
+  cg_free(m);
+  ir_func_free(f);
+}
+
+/* ---- the approximations against libm ---- */
+
+typedef struct {
+  const char *name;
+  ir_op op;
+  double (*ref)(double);
+  double lo, hi; /* dense range tested */
+  double max_ulp;
+} approx_case;
+
+static double r_exp(double x) { return exp(x); }
+static double r_log(double x) { return log(x); }
+static double r_sigmoid(double x) { return 1 / (1 + exp(-x)); }
+static double r_silu(double x) { return x / (1 + exp(-x)); }
+static double r_softplus(double x) { return fmax(x, 0) + log1p(exp(-fabs(x))); }
+static double r_tanh(double x) { return tanh(x); }
+
+/* Error in units of the last place of the float nearest the reference. */
+static double ulps(float got, double ref) {
+  float rf = (float)ref;
+  if (isnan(ref)) return isnan(got) ? 0 : INFINITY;
+  if (isinf(rf)) return got == rf ? 0 : INFINITY;
+  double a = fabs((double)rf);
+  if (a < FLT_MIN) a = FLT_MIN; /* denormals: ulp of the smallest normal */
+  double ulp = nextafterf((float)a, INFINITY) - (float)a;
+  return fabs((double)got - ref) / ulp;
+}
+
+static void approximations_vs_libm(void **state) {
+  (void)state;
+  static const approx_case ac[] = {
+      {"exp", IR_OP_EXP, r_exp, -103.9, 88.7, 2},
+      {"log", IR_OP_LOG, r_log, 0, 3e38, 2},
+      {"sigmoid", IR_OP_SIGMOID, r_sigmoid, -88, 88, 3},
+      {"silu", IR_OP_SILU, r_silu, -88, 88, 3},
+      {"softplus", IR_OP_SOFTPLUS, r_softplus, -88, 88, 3},
+      {"tanh", IR_OP_TANH, r_tanh, -20, 20, 4},
+  };
+  enum { CHUNK = 1 << 16, POINTS = 1 << 22 };
+  float *x = malloc(sizeof(float) * CHUNK), *y = malloc(sizeof(float) * CHUNK);
+  for (size_t c = 0; c < sizeof ac / sizeof ac[0]; c++) {
+    ir_func *f = ir_func_new();
+    out(f, "y", un(f, ac[c].op, input(f, "x", F(CHUNK))));
+    cg_options keep = {.denormals = true}; /* IEEE denormals, as libm */
+    cg_module *m = cg_compile(f, &keep, &E);
+    if (!m) fail_msg("%s", E.msg);
+    void *arena = cg_arena_new(m);
+    double worst = 0, at = 0;
+    /* dense over the float bit patterns of [lo, hi] (log: every positive
+     * magnitude incl. denormals), plus uniform points */
+    for (int64_t k = 0; k < POINTS; k += CHUNK) {
+      for (int i = 0; i < CHUNK; i++) {
+        int64_t t = k + i;
+        if (ac[c].op == IR_OP_LOG) {
+          uint32_t bits = (uint32_t)(1 + t * (0x7f7fffffu / POINTS));
+          memcpy(&x[i], &bits, 4);
+        } else if (t & 1) {
+          x[i] = (float)(ac[c].lo + (ac[c].hi - ac[c].lo) * (double)t / POINTS);
+        } else { /* small magnitudes, where relative error is hardest */
+          x[i] = (float)((t & 2 ? -1 : 1) * ldexp(1.0 + urand(0, 1), -(int)(t % 40)));
+        }
+      }
+      const void *lv[] = {x};
+      void *ov[] = {y};
+      assert_int_equal(cg_run(m, lv, ov, arena), 0);
+      for (int i = 0; i < CHUNK; i++) {
+        double e = ulps(y[i], ac[c].ref((double)x[i]));
+        if (e > worst) worst = e, at = x[i];
+      }
+    }
+    print_message("%-8s max error %.2f ulp (at x = %.9g) over %d points\n",
+                  ac[c].name, worst, at, POINTS);
+    if (worst > ac[c].max_ulp)
+      fail_msg("%s: %.2f ulp at x = %.9g > %.0f", ac[c].name, worst, at, ac[c].max_ulp);
+    /* special values */
+    static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-45f,
+                               -1e-45f, 1e-40f, FLT_MAX, -FLT_MAX, 89.0f, -89.0f,
+                               88.72f, -87.3f, -103.0f, -104.0f, -200.0f, 1.0f};
+    int ns = (int)(sizeof sp / sizeof sp[0]);
+    memcpy(x, sp, sizeof sp);
+    for (int i = ns; i < CHUNK; i++) x[i] = 1;
+    const void *lv[] = {x};
+    void *ov[] = {y};
+    cg_run(m, lv, ov, arena);
+    for (int i = 0; i < ns; i++) {
+      double r = ac[c].ref((double)sp[i]);
+      double e = ulps(y[i], r);
+      /* a denormal result has few bits: judged absolutely */
+      if (e > ac[c].max_ulp && !(fabs(r) < FLT_MIN && fabs((double)y[i] - r) < 1e-40))
+        fail_msg("%s(%g) = %.9g, want %.9g", ac[c].name, (double)sp[i],
+                 (double)y[i], r);
+    }
+    free(arena);
+    cg_free(m);
+    ir_func_free(f);
+  }
+  free(x);
+  free(y);
+}
+
+/* ---- text dumps, timing, threads ---- */
+
+static void llvm_ir_and_asm(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  out(f, "y", un(f, IR_OP_EXP, bin(f, IR_OP_ADD, input(f, "x", F(1024)),
+                                   input(f, "b", F(1024)))));
+  cg_options o = {.cpu = "x86-64-v3"};
+  char *low = cg_llvm_ir(f, &o, CG_STAGE_LOWERED, &E);
+  char *opt = cg_llvm_ir(f, &o, CG_STAGE_OPT, &E);
+  char *as = cg_asm(f, &o, &E);
+  if (!low || !opt || !as) fail_msg("%s", E.msg);
+  assert_non_null(strstr(low, "define i32 @recall_kernel(ptr"));
+  assert_non_null(strstr(low, "noalias"));
+  assert_null(strstr(low, "<8 x float>"));
+  /* vectorised at AVX2 width, exp inline (no libm call) */
+  assert_non_null(strstr(opt, "<8 x float>"));
+  assert_null(strstr(opt, "@expf"));
+  assert_null(strstr(opt, "@llvm.exp."));
+  assert_non_null(strstr(as, "ymm"));
+  assert_non_null(strstr(as, "recall_kernel:"));
+  free(low);
+  free(opt);
+  free(as);
+  ir_func_free(f);
+}
+
+static void compile_time(void **state) {
+  (void)state;
+  ir_func *f = attention_graph(16, 8, 16);
+  cg_module *m = cg_compile(f, NULL, &E); /* warm: LLJIT exists */
+  assert_non_null(m);
+  cg_free(m);
+  m = cg_compile(f, NULL, &E);
+  assert_non_null(m);
+  const cg_stats *st = cg_module_stats(m);
+  print_message("attention (%d nodes): lower %.1f ms, O3 %.1f ms, jit %.1f ms; "
+                "%d loops, %d buffers, %d fused, arena %zu bytes in %d slots\n",
+                f->n_nodes, st->lower_ms, st->opt_ms, st->jit_ms,
+                st->n_loops_emitted, st->n_materialised, st->n_fused,
+                st->arena_bytes, st->n_slots);
+  assert_true(st->lower_ms + st->opt_ms + st->jit_ms < 5000);
+  cg_free(m);
+  ir_func_free(f);
+}
+
+/* Compiles in parallel threads give the same kernels as serial ones. */
+typedef struct {
+  const ir_func *f;
+  cg_module *m;
+} compile_job;
+
+static void *compile_one(void *p) {
+  compile_job *j = p;
+  ir_error err;
+  j->m = cg_compile(j->f, NULL, &err);
+  return NULL;
+}
+
+static void parallel_compiles(void **state) {
+  (void)state;
+  enum { NT = 4 };
+  ir_func *fs[2] = {attention_graph(8, 8, 6), mamba_graph(8, 4, 4)};
+  compile_job jobs[NT];
+  pthread_t th[NT];
+  for (int t = 0; t < NT; t++) {
+    jobs[t] = (compile_job){fs[t % 2], NULL};
+    pthread_create(&th[t], NULL, compile_one, &jobs[t]);
+  }
+  for (int t = 0; t < NT; t++) pthread_join(th[t], NULL);
+  for (int t = 0; t < NT; t++) assert_non_null(jobs[t].m);
+  /* same inputs through the kernels of threads t and t+2, and a serial one */
+  for (int t = 0; t < 2; t++) {
+    const ir_func *f = fs[t];
+    cg_module *ser = cg_compile(f, NULL, &E);
+    assert_non_null(ser);
+    int nl = cg_n_leaves(ser);
+    const void **lv = calloc((size_t)nl, sizeof *lv);
+    for (int i = 0; i < nl; i++) {
+      const ir_node *n = &f->nodes[cg_leaf_node(ser, i)];
+      int64_t cnt = ir_numel(&n->type);
+      if (n->op == IR_OP_CONST && n->data) continue;
+      void *p = calloc((size_t)cnt, 4);
+      for (int64_t k = 0; k < cnt; k++)
+        if (n->type.dtype == IR_F32) ((float *)p)[k] = (float)urand(-0.5, 0.5);
+      lv[i] = p;
+    }
+    void *outs[3][16];
+    cg_module *ms[3] = {jobs[t].m, jobs[t + 2].m, ser};
+    for (int k = 0; k < 3; k++) {
+      void *arena = cg_arena_new(ms[k]);
+      for (int j = 0; j < f->n_outs; j++)
+        outs[k][j] = calloc((size_t)ir_numel(&f->nodes[f->outs[j].node].type), 4);
+      assert_int_equal(cg_run(ms[k], lv, outs[k], arena), 0);
+      free(arena);
+    }
+    for (int j = 0; j < f->n_outs; j++) {
+      size_t sz = 4 * (size_t)ir_numel(&f->nodes[f->outs[j].node].type);
+      assert_memory_equal(outs[0][j], outs[2][j], sz);
+      assert_memory_equal(outs[1][j], outs[2][j], sz);
+      for (int k = 0; k < 3; k++) free(outs[k][j]);
+    }
+    for (int i = 0; i < nl; i++) free((void *)lv[i]);
+    free(lv);
+    cg_free(ser);
+  }
+  for (int t = 0; t < NT; t++) cg_free(jobs[t].m);
+  ir_func_free(fs[0]);
+  ir_func_free(fs[1]);
+}
+
+/* Profile counters: cycles land on materialised nodes only. */
+static void profile_counts(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(32, 32));
+  int e = un(f, IR_OP_EXP, x); /* a matmul reads it: a loop of its own */
+  int m = mm(f, e, x, 0, 0);
+  out(f, "y", op1(f, IR_OP_SUM, un(f, IR_OP_NEG, m), (ir_attrs){.axis = 1}));
+  cg_options o = {.profile = true};
+  cg_module *k = cg_compile(f, &o, &E);
+  assert_non_null(k);
+  cg_module *plain = cg_compile(f, NULL, &E);
+  assert_null(cg_profile(plain));
+  cg_free(plain);
+  float xv[1024], yv[32];
+  for (int i = 0; i < 1024; i++) xv[i] = (float)urand(-1, 1);
+  const void *lv[] = {xv};
+  void *ov[] = {yv};
+  void *arena = cg_arena_new(k);
+  for (int r = 0; r < 10; r++) assert_int_equal(cg_run(k, lv, ov, arena), 0);
+  uint64_t *pc = cg_profile(k);
+  assert_non_null(pc);
+  assert_true(pc[e] > 0 && pc[m] > 0);
+  assert_true(pc[x] == 0);
+  assert_true(pc[m + 1] == 0); /* the neg: fused into the sum */
+  assert_true(pc[m + 2] > 0);
+  free(arena);
+  cg_free(k);
+  ir_func_free(f);
+}
+
+typedef struct {
+  const cg_module *m;
+  const float *x;
+  float y[256];
+  int rc;
+} job;
+
+static void *run_job(void *p) {
+  job *j = p;
+  void *arena = cg_arena_new(j->m);
+  for (int k = 0; k < 200; k++) {
+    const void *lv[] = {j->x};
+    void *ov[] = {j->y};
+    j->rc |= cg_run(j->m, lv, ov, arena);
+  }
+  free(arena);
+  return NULL;
+}
+
+/* Two threads share one kernel with their own arenas. */
+static void reentrant(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(16, 16));
+  int h = un(f, IR_OP_TANH, mm(f, x, x, 0, 0));
+  out(f, "y", mm(f, h, x, 1, 0));
+  cg_module *m = cg_compile(f, NULL, &E);
+  assert_non_null(m);
+  float xa[256], xb[256];
+  for (int i = 0; i < 256; i++) xa[i] = (float)urand(-1, 1), xb[i] = (float)urand(-1, 1);
+  job a = {m, xa, {0}, 0}, b = {m, xb, {0}, 0}, a1 = {m, xa, {0}, 0};
+  pthread_t ta, tb;
+  pthread_create(&ta, NULL, run_job, &a);
+  pthread_create(&tb, NULL, run_job, &b);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  run_job(&a1);
+  assert_int_equal(a.rc | b.rc, 0);
+  assert_memory_equal(a.y, a1.y, sizeof a.y);
+  assert_memory_not_equal(a.y, b.y, sizeof a.y);
+  cg_free(m);
+  ir_func_free(f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(every_op_has_a_case),
+      cmocka_unit_test(every_op_matches_interp),
+      cmocka_unit_test(fused_chain_matches),
+      cmocka_unit_test(fusion_corners),
+      cmocka_unit_test(arena_reuses_slots),
+      cmocka_unit_test(attention_layer),
+      cmocka_unit_test(mamba_chain),
+      cmocka_unit_test(gradients_match),
+      cmocka_unit_test(out_of_range_indices),
+      cmocka_unit_test(cross_entropy_small_loss),
+      cmocka_unit_test(null_leaves),
+      cmocka_unit_test(approximations_vs_libm),
+      cmocka_unit_test(llvm_ir_and_asm),
+      cmocka_unit_test(compile_time),
+      cmocka_unit_test(reentrant),
+      cmocka_unit_test(parallel_compiles),
+      cmocka_unit_test(profile_counts),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
