@@ -822,10 +822,12 @@ static void build_header(const rt_tensors *ts, sbuf *h, rt_tensor **order) {
   int n = ts->n;
   rt_tensor **byname = xrealloc(NULL, sizeof *byname * (size_t)n);
   int64_t *off = xrealloc(NULL, sizeof *off * (size_t)n);
-  memcpy(order, ts->t, sizeof *order * (size_t)n);
-  memcpy(byname, ts->t, sizeof *byname * (size_t)n);
-  qsort(order, (size_t)n, sizeof *order, cmp_layout);
-  qsort(byname, (size_t)n, sizeof *byname, cmp_name);
+  if (n > 0) { /* an empty container has no tensor array at all */
+    memcpy(order, ts->t, sizeof *order * (size_t)n);
+    memcpy(byname, ts->t, sizeof *byname * (size_t)n);
+    qsort(order, (size_t)n, sizeof *order, cmp_layout);
+    qsort(byname, (size_t)n, sizeof *byname, cmp_name);
+  }
   sb_add(h, "\0\0\0\0\0\0\0\0", 8);
   sb_add(h, "{", 1);
   if (ts->n_meta) {

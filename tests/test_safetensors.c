@@ -169,6 +169,23 @@ static void round_trip(void **s) {
   rt_tensors_free(ts), rt_tensors_free(back), rt_tensors_free(again);
 }
 
+/* A container with metadata and no tensors writes and reads back. */
+static void empty_container(void **s) {
+  (void)s;
+  rt_tensors *ts = rt_tensors_new();
+  rt_meta_set(ts, "note", "nothing here");
+  char path[128];
+  ir_error err = {{0}};
+  snprintf(path, sizeof path, "%s/empty.safetensors", tmpdir);
+  if (rt_st_write(path, ts, &err) < 0) fail_msg("%s", err.msg);
+  rt_tensors *back = rt_st_read(path, &err);
+  if (!back) fail_msg("%s", err.msg);
+  assert_int_equal(back->n, 0);
+  assert_string_equal(rt_meta_get(back, "note"), "nothing here");
+  unlink(path);
+  rt_tensors_free(ts), rt_tensors_free(back);
+}
+
 /* The layout of a written file, checked on its bytes: header length a
  * multiple of 8 padded with spaces, entries sorted by name after the
  * metadata, data contiguous from 0 and naturally aligned. */
@@ -563,6 +580,7 @@ static void read_missing_file(void **s) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip),
+      cmocka_unit_test(empty_container),
       cmocka_unit_test(written_layout),
       cmocka_unit_test(exact_bytes),
       cmocka_unit_test(container_api),
