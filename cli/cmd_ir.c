@@ -72,12 +72,9 @@ int cmd_ir(int argc, char **argv) {
 
   status = 1;
   ir_error err = {{0}};
-  ir_func *f = cli_load_function(path, &set, &err);
+  ir_func *f = cli_load_function("ir", path, &set);
   ir_func *g = NULL, *o = NULL, *fwd = NULL, *bwd = NULL;
-  if (!f) {
-    fprintf(stderr, "%s\n", err.msg);
-    goto out;
-  }
+  if (!f) goto out;
   if (!strcmp(stage, "frontend") && !grad) {
     show(f, format);
     status = 0;

@@ -140,12 +140,52 @@ static void ir_errors(void **state) {
   remove(noloss);
 }
 
+/* exec: a missing or misshapen weight and a wrong length are clear errors. */
+static void exec_errors(void **state) {
+  (void)state;
+  char *out, args[4096];
+  const char *root = getenv("RECALL_ROOT");
+  char gold[1024];
+  snprintf(gold, sizeof gold,
+           "%s/../shared/golden/mamba_K16_d8_L16.safetensors", root ? root : ".");
+  /* the golden mamba weights do not fit a transformer */
+  snprintf(args, sizeof args,
+           "exec specs/models/transformer.lua --set L=16 --weights %s --tokens %s "
+           "--backend interp", gold, gold);
+  assert_int_equal(run(&out, args), 1);
+  if (!strstr(out, "no tensor \"layers.0.norm.bias\" (param f32[8]"))
+    fail_msg("got: %s", out);
+  free(out);
+  /* d=16 makes every weight the wrong shape */
+  snprintf(args, sizeof args,
+           "exec specs/models/mamba.lua --set L=16 --set d=16 --weights %s "
+           "--tokens %s --backend interp", gold, gold);
+  assert_int_equal(run(&out, args), 1);
+  if (!strstr(out, "tensor \"embedding.weight\" is F32[16,8], expected F32[16,16]"))
+    fail_msg("got: %s", out);
+  free(out);
+  /* built for L=64 but the tokens have 16 positions */
+  snprintf(args, sizeof args,
+           "exec specs/models/mamba.lua --weights %s --tokens %s", gold, gold);
+  assert_int_equal(run(&out, args), 1);
+  if (!strstr(out, "tokens are [4, 16]")) fail_msg("got: %s", out);
+  free(out);
+  /* a spec error names the spec's file and line */
+  assert_int_equal(run(&out, "ir specs/models/mamba.lua --set d=0"), 1);
+  assert_non_null(strstr(out, "specs/"));
+  free(out);
+  assert_int_equal(run(&out, "ir specs/models/mamba.lua --set nonsense=3"), 1);
+  assert_non_null(strstr(out, "nonsense"));
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(ir_prints_parsed_file),
       cmocka_unit_test(ir_grad_prints_backward),
       cmocka_unit_test(ir_stages),
       cmocka_unit_test(ir_errors),
+      cmocka_unit_test(exec_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
