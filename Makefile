@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the project needs (build, tests, LLVM JIT, plots).
 PACKAGES := build-essential cmake pkg-config llvm-19-dev libzstd-dev \
-            liblua5.4-dev libcmocka-dev
+            liblua5.4-dev libcmocka-dev gnuplot-nox
 
 .PHONY: all build setup test test-asan run clean
 
@@ -35,6 +35,14 @@ test-asan:
 
 run: build
 	./$(BUILD)/recall ir specs/ir/attention.ir
+
+# PyTorch side of the benchmark (bench/README.md): Debian's CPU PyTorch 1.13.
+# OpenBLAS, since PyTorch on the reference libblas is several times slower.
+BENCH_PACKAGES := python3-torch python3-numpy libopenblas0-openmp
+
+.PHONY: setup-bench
+setup-bench:
+	@$(MAKE) --no-print-directory setup PACKAGES="$(BENCH_PACKAGES)"
 
 clean:
 	rm -rf build build-asan
