@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 
+#include "frontend.h"
 #include "ir.h"
 
 /* `--set k=v` pairs collected from the command line, in order. */
@@ -16,6 +17,10 @@ typedef struct {
  * the run, 2 bad usage. Messages go to stderr as "recall CMD: ...". */
 int cmd_ir(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+/* `recall report DIR` (cmd_report.c). cli_report writes DIR's report for
+ * other commands (`recall run` at its end): 0 ok, 1 error (printed). */
+int cmd_report(int argc, char **argv);
+int cli_report(const char *dir, bool quiet);
 
 /* Helpers shared by the commands. */
 void cli_error(const char *cmd, const char *fmt, ...)
@@ -26,8 +31,12 @@ void cli_settings_free(cli_settings *s);
 bool cli_has_suffix(const char *s, const char *suffix);
 
 /* A function from FILE.ir (parsed) or MODEL.lua (built by the frontend with
- * the settings); NULL with a message naming the file. */
-ir_func *cli_load_function(const char *path, const cli_settings *set,
-                           ir_error *err);
+ * the settings). On failure prints "recall CMD: FILE:LINE: message" (with
+ * the Lua traceback for a spec) and returns NULL. */
+ir_func *cli_load_function(const char *cmd, const char *path,
+                           const cli_settings *set);
+/* A model spec run with the settings; prints the error, NULL on failure. */
+fe_model *cli_load_model(const char *cmd, const char *path,
+                         const cli_settings *set);
 
 #endif

@@ -1,10 +1,14 @@
 /* main.c — `recall COMMAND ...`: dispatch and the helpers commands share. */
 #include "cli.h"
+#include "cmd_model.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int cmd_llvm(int argc, char **argv);  /* cmd_llvm.c */
+int cmd_bench(int argc, char **argv); /* cmd_bench.c */
 
 static const struct {
   const char *name;
@@ -14,9 +18,23 @@ static const struct {
     {"ir", cmd_ir,
      "ir FILE.ir|MODEL.lua [--stage frontend|autodiff|opt] [--grad]\n"
      "          [--set k=v ...] [--format text|dot]"},
+    {"report", cmd_report, "report DIR [--no-render] [-q]"},
     {"exec", cmd_exec,
      "exec MODEL.lua --weights W.safetensors --tokens T.safetensors\n"
      "          [-o OUT.safetensors] [--set k=v ...] [--backend interp]"},
+    {"train", cmd_train,
+     "train MODEL.lua [--set k=v ...] [-o DIR] [--threads N]\n"
+     "          [--backend jit|interp]"},
+    {"eval", cmd_eval,
+     "eval CHECKPOINT [--lengths A..B] [-n N] [-o FILE.csv] [--threads N]"},
+    {"llvm", cmd_llvm,
+     "llvm MODEL.lua|FILE.ir [--set k=v ...] [--kernel fwd|bwd] [--asm]\n"
+     "          [--cpu NAME]"},
+    {"bench", cmd_bench,
+     "bench MODEL.lua [--set k=v ...] [--threads N] [--steps N] [--json]"},
+    {"data", cmd_data,
+     "data [--set K=16 --set M=1 --set tau=1 --set seed=0] --length N\n"
+     "          [-n COUNT] [--stream train|test|sweep] -o FILE.safetensors|.csv"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

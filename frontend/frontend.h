@@ -113,4 +113,64 @@ void fe_init_apply(const fe_init *init, const ir_type *t, float *out,
 /* "uniform(-0.35355, 0.35355)", "a_log", ...; returns buf. */
 char *fe_init_str(const fe_init *init, char *buf, size_t n);
 
+/* ======================================================================
+ * experiment.c — experiment specs (docs/experiments.md)
+ *
+ * An experiment spec is a Lua chunk returning a table:
+ *   name, title, problem         strings or numbers (name: the file's name)
+ *   task, train, eval            options, one namespace (K, M, tau, L, d,
+ *                                lr, steps, ...); eval's n means sweep_n
+ *   seeds                        a count N (0..N-1) or a list: option seed
+ *   models                       list of {label=, spec=, set={...}, k=v...}:
+ *                                spec "transformer" is ROOT/specs/models/
+ *                                transformer.lua (a path with '/' or .lua is
+ *                                relative to the experiment's folder); set
+ *                                and the entry's other keys override the
+ *                                experiment's options for that model
+ * A study returns {name=, title=, experiments = {"p1.lua", ...}} instead
+ * (paths relative to the study's folder).
+ * Any option whose value is a list sweeps: the runs of a model are the
+ * cartesian product of its lists (seed varying fastest). --set k=v pairs
+ * override every level; a value with commas ("lr=1e-3,3e-3") is a list.
+ * The spec runs in a sandbox: base (without load, loadfile, dofile),
+ * string, table and math; no io, os, package, require or debug.
+ * ====================================================================== */
+
+/* One run: options are every k=v the experiment gives it, as strings
+ * (numbers in their shortest round-trip form), sorted by key. */
+typedef struct {
+  char *name;   /* <label>-M<M>-tau<tau>[-d<d>][-lr<lr>][-<k><v>...]-s<seed>:
+                   M, tau when set; d, lr and other keys when they vary
+                   among the runs of the label; [A-Za-z0-9._-] only */
+  char *label;  /* the model entry's label (default: the spec's name) */
+  char *spec;   /* the model spec's path */
+  char **keys, **values;
+  int n;
+} fe_run;
+
+typedef struct {
+  char *path;           /* the experiment spec */
+  char *name, *title, *problem; /* title, problem: "" when not given */
+  bool study;
+  char **experiments;   /* a study's sub-experiment paths */
+  int n_experiments;
+  fe_run *runs;         /* models in order; within one, the product */
+  int n_runs;
+} fe_experiment;
+
+/* Runs the experiment spec at path with opt's --set pairs (opt->root as in
+ * fe_options) and expands it into *out (free with fe_experiment_free).
+ * -1 with "FILE:LINE: message" (a Lua error) or "FILE: models[2].set.pe:
+ * message" (a bad value in the returned table) in err. */
+int fe_load_experiment(const char *path, const fe_options *opt,
+                       fe_experiment **out, fe_error *err);
+/* Same for source in memory; chunkname names it in messages and is the
+ * folder base for relative paths. */
+int fe_load_experiment_string(const char *code, const char *chunkname,
+                              const fe_options *opt, fe_experiment **out,
+                              fe_error *err);
+void fe_experiment_free(fe_experiment *e);
+/* The run's option value, or NULL. */
+const char *fe_run_get(const fe_run *r, const char *key);
+
 #endif

@@ -1,0 +1,111 @@
+/* cmd_llvm.c — `recall llvm`: the LLVM IR (or machine code) of a model's
+ * kernel, exactly as the runtime compiles it. */
+#include "cli.h"
+#include "codegen.h"
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const usage =
+    "usage: recall llvm FILE.ir|MODEL.lua [--set k=v ...] [--kernel fwd|bwd]\n"
+    "                   [--asm] [--stage lowered|opt] [--cpu NAME] [--passes P]\n"
+    "                   [--stats]\n"
+    "  --kernel fwd   the forward kernel (logits and loss, read at \"pos\")\n"
+    "  --kernel bwd   (default) the training kernel: forward and gradient,\n"
+    "                 read at the last position, as training compiles it\n"
+    "  --asm          machine code instead of LLVM IR\n"
+    "  --stage S      lowered: as emitted; opt (default): after the passes\n"
+    "  --cpu NAME     target CPU, e.g. x86-64-v3 (default: this machine)\n"
+    "  --passes P     LLVM pass pipeline (default: the compiler's own)\n"
+    "  --stats        one line of counts (loops, buffers, FLOPs) on stderr\n"
+    "A .ir file is compiled as it is (bwd differentiates its output \"loss\").\n";
+
+int cmd_llvm(int argc, char **argv) {
+  const char *path = NULL, *kernel = "bwd", *stage = "opt", *cpu = NULL,
+             *passes = NULL;
+  bool as_asm = false, stats = false;
+  cli_settings set = {0};
+  int status = 2;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--set") && i + 1 < argc) {
+      if (!cli_add_setting(&set, argv[++i])) {
+        cli_error("llvm", "--set expects k=v, got '%s'", argv[i]);
+        goto out;
+      }
+    } else if (!strcmp(a, "--kernel") && i + 1 < argc) {
+      kernel = argv[++i];
+    } else if (!strcmp(a, "--stage") && i + 1 < argc) {
+      stage = argv[++i];
+    } else if (!strcmp(a, "--cpu") && i + 1 < argc) {
+      cpu = argv[++i];
+    } else if (!strcmp(a, "--passes") && i + 1 < argc) {
+      passes = argv[++i];
+    } else if (!strcmp(a, "--asm")) {
+      as_asm = true;
+    } else if (!strcmp(a, "--stats")) {
+      stats = true;
+    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage, stdout);
+      status = 0;
+      goto out;
+    } else if (a[0] == '-' || path) {
+      cli_error("llvm", "unexpected argument '%s'\n%s", a, usage);
+      goto out;
+    } else {
+      path = a;
+    }
+  }
+  if (!path) {
+    fputs(usage, stderr);
+    goto out;
+  }
+  if (strcmp(kernel, "fwd") && strcmp(kernel, "bwd")) {
+    cli_error("llvm", "--kernel is fwd or bwd, got '%s'", kernel);
+    goto out;
+  }
+  if (strcmp(stage, "lowered") && strcmp(stage, "opt")) {
+    cli_error("llvm", "--stage is lowered or opt, got '%s'", stage);
+    goto out;
+  }
+  if (as_asm && !strcmp(stage, "lowered")) {
+    cli_error("llvm", "--asm shows the optimised kernel; drop --stage lowered");
+    goto out;
+  }
+
+  status = 1;
+  ir_error err = {{0}};
+  ir_func *f = cli_load_function("llvm", path, &set), *k = NULL;
+  char *text = NULL;
+  if (!f) goto out;
+  bool train = !strcmp(kernel, "bwd");
+  if (train && ir_find_output(f, "loss") < 0) {
+    cli_error("llvm", "%s: no output \"loss\" to differentiate (try --kernel fwd)", path);
+    goto done;
+  }
+  if (!(k = rt_model_kernel_function(f, train, &err))) goto fail;
+  cg_options o = {.cpu = cpu, .passes = passes};
+  text = as_asm ? cg_asm(k, &o, &err)
+                : cg_llvm_ir(k, &o, strcmp(stage, "opt") ? CG_STAGE_LOWERED : CG_STAGE_OPT, &err);
+  if (!text) goto fail;
+  fputs(text, stdout);
+  if (stats) {
+    int n = 0;
+    for (int v = 0; v < k->n_nodes; v++) n += !ir_op_is_leaf(k->nodes[v].op);
+    fprintf(stderr, "recall llvm: %s kernel: %d IR nodes, %d outputs, %.0f FLOPs per example\n",
+            kernel, n, k->n_outs, cg_flops(k));
+  }
+  status = 0;
+  goto done;
+fail:
+  fprintf(stderr, "recall llvm: %s: %s\n", path, err.msg);
+done:
+  free(text);
+  ir_func_free(k);
+  ir_func_free(f);
+out:
+  cli_settings_free(&set);
+  return status;
+}

@@ -1,0 +1,72 @@
+/* cmd_run.h — `recall run`: an experiment spec (specs/experiments/NAME.lua)
+ * expanded into runs, each trained like `recall train`, into one
+ * directory laid out as .notes/results-format.md fixes:
+ *   DIR/experiment.json, DIR/runs/<run>/{config.json, train.csv, sweep.csv,
+ *   checkpoint.safetensors, done}, DIR/results.csv, DIR/convergence.csv.
+ * run_one.c trains one run; run_results.c writes the tidy CSV files;
+ * cmd_run.c is the command (resume, parallel runs, progress). */
+#ifndef RECALL_CMD_RUN_H
+#define RECALL_CMD_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cmd_model.h"
+#include "frontend.h"
+
+int cmd_run(int argc, char **argv);
+
+/* ---- run_one.c ---- */
+
+/* Progress of one run; any hook may be NULL. */
+typedef struct {
+  void (*on_compile)(void *ctx);
+  void (*on_step)(void *ctx, long step, double loss, double acc, double elapsed_s);
+  void (*on_eval)(void *ctx, const rt_train_row *row);
+  void (*on_sweep)(void *ctx, int done, int total);
+  void *ctx;
+} cr_hooks;
+
+typedef struct {
+  rt_train_result train;
+  bool swept;           /* sweep.csv written */
+  int lo, hi;           /* its lengths */
+  double mean_acc;      /* over those lengths */
+} cr_outcome;
+
+/* Trains r (after cm_setup) exactly as `recall train` does and writes
+ * dir/config.json (first, then again with the result), dir/train.csv (at
+ * every evaluation), dir/checkpoint.safetensors and dir/sweep.csv, each
+ * atomically. A run that diverges is an outcome, not an error: config.json
+ * records it and there is no checkpoint or sweep. Thread-safe for
+ * different r. Prints the error ("recall CMD: ...") and returns -1 on
+ * failure. */
+int cr_train_run(cm_run *r, const char *dir, const char *backend, int threads,
+                 const cr_hooks *h, cr_outcome *out);
+
+/* "reached", "max_steps" or "diverged" */
+const char *cr_status_name(rt_train_status s);
+
+/* ---- run_results.c ---- */
+
+/* Option keys that take more than one value across e's runs (or are
+ * missing from some), without the fixed columns of results.csv; sorted,
+ * malloc'd (free each and the array). */
+char **cr_varying_keys(const fe_experiment *e, int *n);
+
+/* Writes dir/results.csv and dir/convergence.csv from the files of every
+ * run of e whose dir/runs/<run>/done exists, in e's order. *n_done gets
+ * how many there were. -1 with a message naming the file on failure. */
+int cr_write_results(const char *dir, const fe_experiment *e, int *n_done,
+                     char *msg, size_t msg_n);
+
+/* dir/results.csv and dir/convergence.csv concatenating subdirs[i]'s (in
+ * order; the header is the union of theirs, missing columns empty). */
+int cr_concat_results(const char *dir, const char *const *subdirs, int n,
+                      char *msg, size_t msg_n);
+
+/* Reads a whole file into a malloc'd NUL-terminated string; NULL if it
+ * cannot. */
+char *cr_read_file(const char *path, size_t *len);
+
+#endif
