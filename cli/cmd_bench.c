@@ -91,8 +91,9 @@ typedef struct {
   char label[96];
   int d, batch, threads, steps, sweep_lo, sweep_hi, sweep_n, eval_n;
   double compile_ms, compile_fwd_ms, compile_all_ms, lower_ms, opt_ms, jit_ms;
+  double compile_cpu_ms, compile_all_cpu_ms; /* CPU time of the same */
   int n_buckets;
-  double step_ms, step_cpu_ms, flops_step, gflops;
+  double step_ms, step_cpu_ms, step_min_ms, flops_step, gflops;
   double eval_seq_s, eval_gflops, flops_eval;
   double sweep_s, sweep_cpu_s; /* < 0: not run */
 } result;
@@ -100,7 +101,8 @@ typedef struct {
 static int measure_compile(cm_run *r, int threads, result *o) {
   stamp t0 = now();
   if (cm_model(r, RT_BACKEND_JIT, threads, true) < 0) return -1;
-  o->compile_ms = since(t0).wall;
+  stamp dt = since(t0);
+  o->compile_ms = dt.wall, o->compile_cpu_ms = dt.cpu;
   ir_error err;
   /* forward kernel at L: the first evaluation compiles it */
   int32_t *tok = calloc((size_t)3 * (size_t)r->L + 1, sizeof *tok), lab = 0;
@@ -111,8 +113,11 @@ static int measure_compile(cm_run *r, int threads, result *o) {
     cli_error("bench", "%s", err.msg);
     return -1;
   }
-  o->compile_fwd_ms = since(t0).wall;
+  dt = since(t0);
+  o->compile_fwd_ms = dt.wall;
   o->compile_all_ms = o->compile_ms + o->compile_fwd_ms;
+  o->compile_cpu_ms += dt.cpu;
+  o->compile_all_cpu_ms = o->compile_cpu_ms;
   o->n_buckets = 1;
   t0 = now();
   for (int n = o->sweep_lo, last = r->L; n <= o->sweep_hi; n++) {
@@ -126,7 +131,8 @@ static int measure_compile(cm_run *r, int threads, result *o) {
       return -1;
     }
   }
-  o->compile_all_ms += since(t0).wall;
+  dt = since(t0);
+  o->compile_all_ms += dt.wall, o->compile_all_cpu_ms += dt.cpu;
   free(tok);
   /* the phases of the training kernel, compiled once more on its own */
   ir_func *g = rt_model_kernel_function(rt_model_function(r->rm), true, &err);
@@ -170,6 +176,7 @@ static int measure_steps(cm_run *r, int warmup, result *o) {
   if (rc == 0) {
     o->step_ms = median(wall, o->steps);
     o->step_cpu_ms = median(cpu, o->steps);
+    o->step_min_ms = cpu[0]; /* sorted by median() */
     double t = o->threads == 1 ? o->step_cpu_ms : o->step_ms;
     o->gflops = o->flops_step / (t * 1e6);
   }
@@ -230,11 +237,13 @@ static void print_human(const cm_run *r, const result *o) {
   printf("recall bench: %s (K %d, d %d, L %d, batch %d, %d thread%s)\n", o->label,
          r->K, o->d, r->L, o->batch, o->threads, o->threads == 1 ? "" : "s");
   printf("  compile  training kernel %.0f ms (codegen: lower %.0f, opt %.0f, jit %.0f ms),\n"
-         "           forward at L %.0f ms; with all %d sweep buckets %.0f ms\n",
+         "           forward at L %.0f ms; both %.0f ms cpu; with all %d sweep buckets\n"
+         "           %.0f ms (cpu %.0f)\n",
          o->compile_ms, o->lower_ms, o->opt_ms, o->jit_ms, o->compile_fwd_ms,
-         o->n_buckets, o->compile_all_ms);
-  printf("  train    %.3f ms/step (cpu %.3f; median of %d), %.2f MFLOP/step, %.2f GFLOP/s\n",
-         o->step_ms, o->step_cpu_ms, o->steps, o->flops_step / 1e6, o->gflops);
+         o->compile_cpu_ms, o->n_buckets, o->compile_all_ms, o->compile_all_cpu_ms);
+  printf("  train    %.3f ms/step (cpu %.3f, fastest %.3f; median of %d), %.2f MFLOP/step,\n"
+         "           %.2f GFLOP/s\n", o->step_ms, o->step_cpu_ms, o->step_min_ms, o->steps,
+         o->flops_step / 1e6, o->gflops);
   printf("  eval 3L  %.0f sequences/s of length %d, %.3f MFLOP each, %.2f GFLOP/s\n",
          o->eval_seq_s, 3 * r->L, o->flops_eval / 1e6, o->eval_gflops);
   if (o->sweep_s >= 0)
@@ -247,15 +256,18 @@ static void print_json(const cm_run *r, const result *o) {
   rt_buf_printf(&b, "{\"impl\": \"recall\", \"model\": ");
   rt_buf_json_str(&b, o->label);
   rt_buf_printf(&b, ", \"K\": %d, \"d\": %d, \"L\": %d, \"batch\": %d, \"threads\": %d, "
-                "\"train_step_ms\": %.4f, \"train_step_cpu_ms\": %.4f, \"steps\": %d, ",
-                r->K, o->d, r->L, o->batch, o->threads, o->step_ms, o->step_cpu_ms, o->steps);
+                "\"train_step_ms\": %.4f, \"train_step_cpu_ms\": %.4f, \"train_step_min_ms\": %.4f, "
+                "\"steps\": %d, ", r->K, o->d, r->L, o->batch, o->threads, o->step_ms,
+                o->step_cpu_ms, o->step_min_ms, o->steps);
   if (o->sweep_s >= 0)
     rt_buf_printf(&b, "\"sweep_s\": %.4f, \"sweep_cpu_s\": %.4f, \"sweep_n\": %d, "
                   "\"lengths\": \"%d..%d\", ", o->sweep_s, o->sweep_cpu_s, o->sweep_n,
                   o->sweep_lo, o->sweep_hi);
   else
     rt_buf_printf(&b, "\"sweep_s\": null, ");
-  rt_buf_printf(&b, "\"compile_ms\": %.1f, \"compile_fwd_ms\": %.1f, \"compile_all_ms\": %.1f, "
+  rt_buf_printf(&b, "\"compile_ms\": %.1f, \"compile_cpu_ms\": %.1f, \"compile_all_cpu_ms\": %.1f, ",
+                o->compile_ms + o->compile_fwd_ms, o->compile_cpu_ms, o->compile_all_cpu_ms);
+  rt_buf_printf(&b, "\"compile_train_ms\": %.1f, \"compile_fwd_ms\": %.1f, \"compile_all_ms\": %.1f, "
                 "\"lower_ms\": %.1f, \"opt_ms\": %.1f, \"jit_ms\": %.1f, "
                 "\"gflops\": %.4f, \"flops_per_step\": %.0f, \"eval_seq_per_s\": %.1f, "
                 "\"eval_gflops\": %.4f}\n",
@@ -305,6 +317,11 @@ static int profile(cm_run *r, bool train, int top) {
     if (!ov[j]) abort();
   }
   void *arena = cg_arena_new(cg);
+  /* per node, the median over examples: robust to preemption, which
+   * charges a whole time slice to whatever node was running */
+  uint64_t *pc = cg_profile(cg), *last = calloc((size_t)g->n_nodes, sizeof *last);
+  double *per = malloc(sizeof *per * (size_t)g->n_nodes * (size_t)B);
+  if (!last || !per) abort();
   for (int b = 0; b < B; b++) {
     for (int i = 0; i < nl; i++) {
       const ir_node *n = &g->nodes[cg_leaf_node(cg, i)];
@@ -325,13 +342,33 @@ static int profile(cm_run *r, bool train, int top) {
       }
     }
     cg_run(cg, lv, ov, arena);
+    for (int v = 0; v < g->n_nodes; v++) {
+      per[(size_t)v * (size_t)B + (size_t)b] = (double)(pc[v] - last[v]);
+      last[v] = pc[v];
+    }
   }
-  const uint64_t *pc = cg_profile(cg);
   uint64_t total = 0;
-  for (int v = 0; v < g->n_nodes; v++) h[v] = (hot){pc[v], v}, total += pc[v];
+  for (int v = 0; v < g->n_nodes; v++) {
+    uint64_t med = (uint64_t)(median(per + (size_t)v * (size_t)B, B) * B);
+    h[v] = (hot){med, v}, total += med;
+  }
+  free(last), free(per);
   qsort(h, (size_t)g->n_nodes, sizeof *h, cmp_hot);
-  printf("profile of the %s kernel: %d examples, %.3g cycles each (%d IR nodes, %.3g FLOP)\n",
+  printf("profile of the %s kernel: %d examples, %.3g cycles each (medians; %d IR nodes, %.3g FLOP)\n",
          train ? "training" : "forward", B, (double)total / B, g->n_nodes, cg_flops(g));
+  /* per op, over every node */
+  double by_op[IR_OP_COUNT] = {0};
+  for (int i = 0; i < g->n_nodes; i++) by_op[g->nodes[h[i].node].op] += (double)h[i].cycles;
+  printf("  by op:");
+  for (int k = 0; k < 8; k++) {
+    int best = -1;
+    for (int op = 0; op < IR_OP_COUNT; op++)
+      if (by_op[op] > 0 && (best < 0 || by_op[op] > by_op[best])) best = op;
+    if (best < 0) break;
+    printf(" %s %.0f%%", ir_op_name((ir_op)best), 100 * by_op[best] / (double)(total ? total : 1));
+    by_op[best] = 0;
+  }
+  printf("\n");
   for (int i = 0; i < top && i < g->n_nodes && h[i].cycles; i++) {
     printf("  %5.1f%%  %9.0f cyc  ", 100.0 * (double)h[i].cycles / (double)(total ? total : 1),
            (double)h[i].cycles / B);

@@ -25,7 +25,7 @@ static const char *const usage =
 int cmd_llvm(int argc, char **argv) {
   const char *path = NULL, *kernel = "bwd", *stage = "opt", *cpu = NULL,
              *passes = NULL;
-  bool as_asm = false, stats = false;
+  bool as_asm = false, stats = false, no_fuse = false;
   cli_settings set = {0};
   int status = 2;
   for (int i = 1; i < argc; i++) {
@@ -47,6 +47,8 @@ int cmd_llvm(int argc, char **argv) {
       as_asm = true;
     } else if (!strcmp(a, "--stats")) {
       stats = true;
+    } else if (!strcmp(a, "--no-fuse")) { /* undocumented: for studies */
+      no_fuse = true;
     } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage, stdout);
       status = 0;
@@ -86,7 +88,7 @@ int cmd_llvm(int argc, char **argv) {
     goto done;
   }
   if (!(k = rt_model_kernel_function(f, train, &err))) goto fail;
-  cg_options o = {.cpu = cpu, .passes = passes};
+  cg_options o = {.cpu = cpu, .passes = passes, .no_fuse = no_fuse};
   text = as_asm ? cg_asm(k, &o, &err)
                 : cg_llvm_ir(k, &o, strcmp(stage, "opt") ? CG_STAGE_LOWERED : CG_STAGE_OPT, &err);
   if (!text) goto fail;
@@ -96,6 +98,16 @@ int cmd_llvm(int argc, char **argv) {
     for (int v = 0; v < k->n_nodes; v++) n += !ir_op_is_leaf(k->nodes[v].op);
     fprintf(stderr, "recall llvm: %s kernel: %d IR nodes, %d outputs, %.0f FLOPs per example\n",
             kernel, n, k->n_outs, cg_flops(k));
+    cg_options jo = {.passes = passes, .no_fuse = no_fuse};
+    cg_module *m = cg_compile(k, &jo, &err); /* for the JIT's own figures */
+    if (m) {
+      const cg_stats *st = cg_module_stats(m);
+      fprintf(stderr, "recall llvm: JIT for this machine: lower %.1f ms, opt %.1f ms, "
+              "machine code %.1f ms; %d loops, %d buffers (%d fused), arena %zu bytes in %d slots\n",
+              st->lower_ms, st->opt_ms, st->jit_ms, st->n_loops_emitted, st->n_materialised,
+              st->n_fused, st->arena_bytes, st->n_slots);
+      cg_free(m);
+    }
   }
   status = 0;
   goto done;

@@ -26,6 +26,13 @@ typedef struct {
   int out;     /* CG_MAT: output whose buffer holds it, or -1 */
   int slot;    /* CG_MAT without out: arena slot, or -1 */
   int scratch[CG_MAX_SCRATCH]; /* temporary slots for this node, or -1 */
+  bool tri;    /* zero above the causal diagonal of its last two axes
+                  ([.., Lq, Lk]: where j > i + Lk - Lq): a causal softmax
+                  and products with one */
+  bool lower;  /* only the part on or below that diagonal is used (the
+                  rest may be any finite value): it feeds a causal
+                  softmax, or elementwise ops that do or that multiply
+                  it by a tri value */
   int pair;    /* a scan and the scan_bwd of the same inputs: each other's
                   id (the scan saves its states and decay factors in its
                   scratch 1 and 2, kept until the scan_bwd, which reads
@@ -68,6 +75,10 @@ typedef struct {
   int *acc_of;          /* group emission: node -> access, -1 none */
   LLVMValueRef *memo;   /* group emission: node -> value in the loop body */
   int n_loops;
+  LLVMValueRef *fns; /* node functions so far, and their text after the */
+  char **fn_text;    /* name (emit.c: dedup) */
+  int n_fns, cap_fns;
+  bool ftz; /* the kernel runs with denormals flushed (cg_ftz_begin) */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
 } cg_ctx;
@@ -157,6 +168,11 @@ LLVMValueRef cg_clamp_index(cg_ctx *c, LLVMValueRef v, int64_t n);
 
 /* ---- math (mathfn.c): inline approximations, float32 ---- */
 LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
+/* Faster forms where denormals are flushed (c->ftz; else cg_exp): for
+ * x <= 0 (softmax, cross-entropy, sigmoid's exp(-|x|)), and for the
+ * scan's decay exp(delta A) (inputs above 88.37 saturate; see mathfn.c). */
+LLVMValueRef cg_exp_nonpos(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_exp_decay(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef y); /* y >= 0 */
 LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x);

@@ -353,6 +353,118 @@ static void add_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx,
   LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(c->C, kind, val));
 }
 
+/* Attributes of buffer pointer parameter a (1-based) of fn that carries
+ * pointer i of the inner kernel's list (leaves, outputs, slots). */
+static void buffer_attrs(cg_ctx *c, LLVMValueRef fn, unsigned a, int i) {
+  const cg_plan *p = c->p;
+  int np = p->n_leaves + c->f->n_outs + p->n_slots;
+  add_attr(c, fn, a, "noalias", 0);
+  add_attr(c, fn, a, "nocapture", 0);
+  if (i < p->n_leaves) add_attr(c, fn, a, "readonly", 0);
+  if (i >= np - p->n_slots) {
+    add_attr(c, fn, a, "align", 64);
+    add_attr(c, fn, a, "dereferenceable", (uint64_t)p->slot_bytes[i - (np - p->n_slots)]);
+  }
+}
+
+/* Starts fn's body: an entry block for allocas, then "start" where the
+ * builder is left; the out-of-range counter. */
+static void begin_body(cg_ctx *c, LLVMValueRef fn) {
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->C, fn, "entry");
+  LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(c->C, fn, "start");
+  c->fn = fn;
+  LLVMPositionBuilderAtEnd(c->B, entry);
+  c->alloca_at = LLVMBuildBr(c->B, start);
+  LLVMPositionBuilderAtEnd(c->B, start);
+  c->oob = cg_alloca(c, c->i32, cg_i32c(c, 0));
+}
+
+/* fn, or an earlier node function with the same text (parameters,
+ * attributes, body): then fn is deleted. Layers of a model repeat, and
+ * the backward repeats the forward's shapes: half the functions or more
+ * are twins, and LLVM's time goes by the function. */
+static LLVMValueRef dedup(cg_ctx *c, LLVMValueRef fn) {
+  char *text = LLVMPrintValueToString(fn);
+  const char *key = strchr(text, '(');
+  key = key ? key : text;
+  for (int i = 0; i < c->n_fns; i++)
+    if (!strcmp(c->fn_text[i], key)) {
+      LLVMDisposeMessage(text);
+      LLVMDeleteFunction(fn);
+      return c->fns[i];
+    }
+  if (c->n_fns == c->cap_fns) {
+    c->cap_fns = c->cap_fns ? 2 * c->cap_fns : 64;
+    c->fns = realloc(c->fns, sizeof *c->fns * (size_t)c->cap_fns);
+    c->fn_text = realloc(c->fn_text, sizeof *c->fn_text * (size_t)c->cap_fns);
+    if (!c->fns || !c->fn_text) abort();
+  }
+  c->fns[c->n_fns] = fn;
+  c->fn_text[c->n_fns++] = strdup(key);
+  LLVMDisposeMessage(text);
+  return fn;
+}
+
+/* Node v as a function of its own, called from the inner kernel: LLVM's
+ * passes and register allocator then work on many small functions
+ * instead of one with hundreds of loops and pointers live across all of
+ * them, which cost superlinear time (and spills). The function takes
+ * just the buffers v's code uses, found by emitting it once into a
+ * throw-away function with all of them; it returns its out-of-range
+ * count. noinline keeps it apart. */
+static void emit_node_fn(cg_ctx *c, int v, const char *name) {
+  const cg_plan *p = c->p;
+  int np = p->n_leaves + c->f->n_outs + p->n_slots;
+  LLVMValueRef inner = c->fn, inner_at = c->alloca_at, inner_oob = c->oob;
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(c->B);
+  LLVMValueRef *all = malloc(sizeof *all * ((size_t)np + 1));
+  LLVMTypeRef *pt = malloc(sizeof *pt * ((size_t)np + 1));
+  LLVMValueRef *args = malloc(sizeof *args * ((size_t)np + 1));
+  int *used = malloc(sizeof *used * ((size_t)np + 1));
+  if (!all || !pt || !args || !used) abort();
+  memcpy(all, c->leaf, sizeof *all * (size_t)np);
+  for (int i = 0; i < np; i++) pt[i] = c->ptr;
+
+  LLVMValueRef tmp = LLVMAddFunction(c->M, "recall.probe",
+                                     LLVMFunctionType(c->i32, pt, (unsigned)np, 0));
+  for (int i = 0; i < np; i++) c->leaf[i] = LLVMGetParam(tmp, (unsigned)i);
+  int loops = c->n_loops;
+  begin_body(c, tmp);
+  emit_node(c, v);
+  LLVMBuildRet(c->B, cg_i32c(c, 0));
+  c->n_loops = loops;
+  int k = 0;
+  for (int i = 0; i < np; i++)
+    if (LLVMGetFirstUse(LLVMGetParam(tmp, (unsigned)i))) used[k++] = i;
+  LLVMDeleteFunction(tmp);
+
+  char buf[300];
+  snprintf(buf, sizeof buf, "%s.n%d", name, v);
+  LLVMValueRef fn = LLVMAddFunction(c->M, buf, LLVMFunctionType(c->i32, pt, (unsigned)k, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+  add_attr(c, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+  for (int i = 0; i < np; i++) c->leaf[i] = NULL;
+  for (int j = 0; j < k; j++) { /* noalias only: the same text for twins */
+    c->leaf[used[j]] = LLVMGetParam(fn, (unsigned)j);
+    add_attr(c, fn, (unsigned)j + 1, "noalias", 0);
+    add_attr(c, fn, (unsigned)j + 1, "nocapture", 0);
+    args[j] = all[used[j]];
+  }
+  begin_body(c, fn);
+  emit_node(c, v);
+  LLVMBuildRet(c->B, LLVMBuildLoad2(c->B, c->i32, c->oob, ""));
+  fn = dedup(c, fn);
+
+  memcpy(c->leaf, all, sizeof *all * (size_t)np);
+  c->fn = inner, c->alloca_at = inner_at, c->oob = inner_oob;
+  LLVMPositionBuilderAtEnd(c->B, here);
+  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMGlobalGetValueType(fn), fn, args, (unsigned)k, "");
+  LLVMBuildStore(c->B, LLVMBuildAdd(c->B, LLVMBuildLoad2(c->B, c->i32, c->oob, ""), r, ""),
+                 c->oob);
+  free(all), free(pt), free(args), free(used);
+}
+
 /* The inner kernel: one noalias pointer per leaf, output and slot, so
  * LLVM knows no two buffers overlap (no runtime alias checks). */
 static LLVMValueRef make_inner(cg_ctx *c, const char *name) {
@@ -368,17 +480,7 @@ static LLVMValueRef make_inner(cg_ctx *c, const char *name) {
   LLVMValueRef fn = LLVMAddFunction(c->M, buf, fty);
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
-  for (int i = 0; i < np; i++) {
-    unsigned a = (unsigned)i + 1;
-    add_attr(c, fn, a, "noalias", 0);
-    add_attr(c, fn, a, "nocapture", 0);
-    if (i < p->n_leaves) add_attr(c, fn, a, "readonly", 0);
-    if (i >= np - p->n_slots) {
-      add_attr(c, fn, a, "align", 64);
-      add_attr(c, fn, a, "dereferenceable",
-               (uint64_t)p->slot_bytes[i - (np - p->n_slots)]);
-    }
-  }
+  for (int i = 0; i < np; i++) buffer_attrs(c, fn, (unsigned)i + 1, i);
   c->leaf = malloc(sizeof *c->leaf * ((size_t)np + 1));
   if (!c->leaf) abort();
   for (int i = 0; i < np; i++) c->leaf[i] = LLVMGetParam(fn, (unsigned)i);
@@ -428,7 +530,7 @@ static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
 int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
              LLVMModuleRef M, const char *name, bool profile, bool ftz,
              int *n_loops, ir_error *err) {
-  cg_ctx c = {.C = C, .M = M, .f = f, .p = p};
+  cg_ctx c = {.C = C, .M = M, .f = f, .p = p, .ftz = ftz};
   c.B = LLVMCreateBuilderInContext(C);
   c.f32 = LLVMFloatTypeInContext(C);
   c.i32 = LLVMInt32TypeInContext(C);
@@ -440,13 +542,7 @@ int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
   if (!c.acc_of || !c.memo) abort();
   for (int i = 0; i < f->n_nodes; i++) c.acc_of[i] = -1;
 
-  c.fn = make_inner(&c, name);
-  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
-  LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(C, c.fn, "start");
-  LLVMPositionBuilderAtEnd(c.B, entry);
-  c.alloca_at = LLVMBuildBr(c.B, start);
-  LLVMPositionBuilderAtEnd(c.B, start);
-  c.oob = cg_alloca(&c, c.i32, cg_i32c(&c, 0));
+  begin_body(&c, make_inner(&c, name));
 
   LLVMValueRef prof = NULL, rcc = NULL;
   LLVMTypeRef rcc_ty = NULL;
@@ -461,12 +557,14 @@ int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
     rcc_ty = LLVMIntrinsicGetType(C, id, NULL, 0);
   }
   for (int v = 0; v < f->n_nodes; v++) {
-    if (!prof || p->node[v].kind != CG_MAT) {
-      emit_node(&c, v);
+    if (p->node[v].kind != CG_MAT) continue;
+    if (!prof) {
+      if (getenv("RECALL_NOSPLIT")) emit_node(&c, v); else
+      emit_node_fn(&c, v, name);
       continue;
     }
     LLVMValueRef t0 = LLVMBuildCall2(c.B, rcc_ty, rcc, NULL, 0, "");
-    emit_node(&c, v);
+    emit_node_fn(&c, v, name);
     LLVMValueRef dt = LLVMBuildSub(c.B, LLVMBuildCall2(c.B, rcc_ty, rcc, NULL, 0, ""), t0, "");
     LLVMValueRef at = cg_gep(&c, c.i64, prof, cg_i64(&c, v));
     LLVMBuildStore(c.B, LLVMBuildAdd(c.B, LLVMBuildLoad2(c.B, c.i64, at, ""), dt, ""), at);
@@ -482,6 +580,9 @@ int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
   make_outer(&c, name, c.fn, ftz);
 
   *n_loops = c.n_loops;
+  for (int i = 0; i < c.n_fns; i++) free(c.fn_text[i]);
+  free(c.fns);
+  free(c.fn_text);
   free(c.leaf);
   free(c.acc_of);
   free(c.memo);

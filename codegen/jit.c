@@ -82,7 +82,7 @@ static LLVMTargetMachineRef make_tm(const char *cpu, ir_error *err) {
   char *hcpu = cpu ? NULL : LLVMGetHostCPUName();
   char *feat = cpu ? NULL : LLVMGetHostCPUFeatures();
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(
-      t, triple, cpu ? cpu : hcpu, feat ? feat : "", LLVMCodeGenLevelAggressive,
+      t, triple, cpu ? cpu : hcpu, feat ? feat : "", getenv("RECALL_CGLEVEL") ? (LLVMCodeGenOptLevel)atoi(getenv("RECALL_CGLEVEL")) : LLVMCodeGenLevelAggressive,
       LLVMRelocPIC, LLVMCodeModelDefault);
   if (!tm) ir_err(err, "codegen: cannot create a target machine for %s", triple);
   LLVMDisposeMessage(hcpu);
@@ -117,7 +117,11 @@ static LLVMOrcLLJITRef jit_get(char *name, size_t n, ir_error *err) {
 
 static int run_passes(LLVMModuleRef M, const cg_options *opt,
                       LLVMTargetMachineRef tm, ir_error *err) {
-  const char *passes = opt && opt->passes ? opt->passes : "default<O3>";
+  /* RECALL_PASSES overrides the default pipeline: for studying it */
+  const char *env = getenv("RECALL_PASSES");
+  const char *passes = opt && opt->passes ? opt->passes
+                       : env && *env        ? env
+                                            : "default<O3>";
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   /* Unrolling the many short constant-trip loops bloats the code: on the
    * attention layer it made kernels ~3x slower and compiles ~4x longer. */

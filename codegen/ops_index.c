@@ -114,7 +114,7 @@ void cg_emit_cross_entropy(cg_ctx *c, int v) {
   LLVMValueRef k = cg_forn(c, &lk, K);
   LLVMValueRef x = cg_loadf(c, px, cg_add(c, row, k));
   LLVMValueRef top = LLVMBuildFCmp(c->B, LLVMRealOEQ, x, mx, "");
-  LLVMValueRef e = cg_exp(c, cg_fsub(c, x, mx, 0));
+  LLVMValueRef e = cg_exp_nonpos(c, cg_fsub(c, x, mx, 0));
   e = LLVMBuildSelect(c->B, top, zero, e, ""); /* exp(0) = 1 exactly */
   LLVMBuildStore(c->B, cg_fadd(c, LLVMBuildLoad2(c->B, c->f32, rest, ""), e, CG_ACC), rest);
   LLVMBuildStore(c->B, cg_fadd(c, LLVMBuildLoad2(c->B, c->f32, ties, ""),

@@ -1,61 +1,160 @@
-/* ops_linalg.c — softmax over the last axis. Its sum carries 'reassoc'
- * (so that the loop vectorises); see codegen.h. */
+/* ops_linalg.c — softmax over the last axis, explicit vector code.
+ *
+ * Per row, three sweeps over the keys a causal row keeps (j <= i + Lk -
+ * Lq; all of them otherwise): the max, then e = exp(x - max) stored and
+ * summed, then e scaled by 1/sum; masked keys get exact zeros and are
+ * never read. Vectors of VW lanes, a scalar tail. The sum carries
+ * 'reassoc' (lanes summed apart, see codegen.h). */
 #include "cgint.h"
 
 #include <math.h>
+#include <string.h>
 
-/* Softmax over the last axis, max-subtracted. Causal: row i of Lq keeps
- * keys j <= i + (Lk - Lq). Masked keys read as -inf, so exp gives exact
- * zeros. The loops of a causal row run to the row's last key rounded up
- * to 16 (capped at Lk), so the vector loops rarely leave a scalar
- * remainder (which cost more than the masked lanes) while skipping most
- * of the masked half of the matrix. */
+enum { VW = 8 };
+
+typedef struct {
+  LLVMValueRef px, po, row, cnt; /* input, output, row offset, kept keys */
+  LLVMValueRef nfull;            /* cnt rounded down to VW */
+  LLVMValueRef mask;             /* the last, partial vector's lanes */
+  bool whole;                    /* rows are whole vectors (Kd % VW == 0) */
+} srow;
+
+static LLVMTypeRef vty(cg_ctx *c) { return cg_vty(c, c->f32); }
+
+/* max ignoring NaN (a NaN input still reaches the output through exp) */
+static LLVMValueRef vmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(c->B, LLVMBuildFCmp(c->B, LLVMRealOGT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef reduce(cg_ctx *c, const char *name, LLVMValueRef v,
+                           LLVMValueRef start) {
+  LLVMTypeRef ty = LLVMTypeOf(v);
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1);
+  LLVMValueRef args[2] = {start, v};
+  bool add = start != NULL;
+  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1), fn,
+                                  add ? args : args + 1, add ? 2 : 1, "");
+  LLVMSetFastMathFlags(r, add ? LLVMFastMathAllowReassoc : LLVMFastMathNoNaNs);
+  return r;
+}
+
+/* for (j = 0; j < nfull; j += VW) body(j); then, if keys remain, body at
+ * j = nfull once more with r->mask set: lanes j + l < cnt. A scalar tail
+ * loop would be vectorised again by LLVM's loop vectoriser (its trip
+ * count is not known), which costs more than the whole row. */
+typedef void (*sweep_fn)(cg_ctx *c, srow *r, LLVMValueRef j, void *ud);
+static void sweep(cg_ctx *c, srow *r, sweep_fn fn, void *ud) {
+  cg_loop l;
+  LLVMValueRef jb = cg_for(c, &l, cg_i64(c, 0), LLVMBuildUDiv(c->B, r->nfull, cg_i64(c, VW), ""));
+  r->mask = NULL;
+  fn(c, r, cg_mulk(c, jb, VW), ud);
+  cg_endfor(c, &l);
+  LLVMBasicBlockRef merge = cg_if(c, LLVMBuildICmp(c->B, LLVMIntSLT, r->nfull, r->cnt, ""));
+  LLVMValueRef lanes[VW];
+  for (int k = 0; k < VW; k++) lanes[k] = cg_i64(c, k);
+  LLVMValueRef idx = LLVMBuildAdd(c->B, cg_splat(c, r->nfull), LLVMConstVector(lanes, VW), "");
+  r->mask = LLVMBuildICmp(c->B, LLVMIntSLT, idx, cg_splat(c, r->cnt), "");
+  fn(c, r, r->nfull, ud);
+  r->mask = NULL;
+  cg_endif(c, merge);
+}
+
+/* x[at..at+VW), or under r->mask with `fill` in the other lanes. When a
+ * row is a whole number of vectors (r->whole) the partial vector stays
+ * inside its row: plain loads and a select, plain stores (AMD's masked
+ * stores are microcoded and slow). */
+static LLVMValueRef load(cg_ctx *c, srow *r, LLVMValueRef base, LLVMValueRef at,
+                         double fill) {
+  if (!r->mask) return cg_vload(c, base, at);
+  if (r->whole)
+    return LLVMBuildSelect(c->B, r->mask, cg_vload(c, base, at), cg_splat(c, cg_f32c(c, fill)), "");
+  LLVMTypeRef vt = vty(c), pt = c->ptr, tys[2] = {vt, pt};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, tys, 2);
+  LLVMValueRef args[4] = {cg_gep(c, c->f32, base, at), cg_i32c(c, 4), r->mask,
+                          cg_splat(c, cg_f32c(c, fill))};
+  return LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, tys, 2), fn, args, 4, "");
+}
+
+static void store(cg_ctx *c, srow *r, LLVMValueRef x, LLVMValueRef base, LLVMValueRef at) {
+  if (!r->mask || r->whole) { /* whole rows: the extra lanes are masked keys, 0 */
+    cg_vstore(c, x, base, at);
+    return;
+  }
+  LLVMTypeRef tys[2] = {vty(c), c->ptr};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, tys, 2);
+  LLVMValueRef args[4] = {x, cg_gep(c, c->f32, base, at), cg_i32c(c, 4), r->mask};
+  LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, tys, 2), fn, args, 4, "");
+}
+
+typedef struct {
+  LLVMValueRef acc; /* vector accumulator (alloca) */
+  LLVMValueRef m;   /* the row's max (sweep 2), 1/sum (sweep 3) */
+} acc;
+
+static void max_body(cg_ctx *c, srow *r, LLVMValueRef j, void *ud) {
+  acc *a = ud;
+  LLVMValueRef x = load(c, r, r->px, cg_add(c, r->row, j), -INFINITY);
+  LLVMBuildStore(c->B, vmax(c, LLVMBuildLoad2(c->B, vty(c), a->acc, ""), x), a->acc);
+}
+
+static void exp_body(cg_ctx *c, srow *r, LLVMValueRef j, void *ud) {
+  acc *a = ud;
+  LLVMValueRef at = cg_add(c, r->row, j);
+  LLVMValueRef x = load(c, r, r->px, at, -INFINITY); /* exp: 0 */
+  LLVMValueRef e = cg_exp_nonpos(c, cg_fsub(c, x, cg_splat(c, a->m), 0));
+  store(c, r, e, r->po, at);
+  LLVMBuildStore(c->B, cg_fadd(c, LLVMBuildLoad2(c->B, vty(c), a->acc, ""), e, CG_ACC), a->acc);
+}
+
+static void scale_body(cg_ctx *c, srow *r, LLVMValueRef j, void *ud) {
+  acc *a = ud;
+  LLVMValueRef at = cg_add(c, r->row, j);
+  store(c, r, cg_fmul(c, load(c, r, r->po, at, 0), cg_splat(c, a->m), 0), r->po, at);
+}
+
 void cg_emit_softmax(cg_ctx *c, int v) {
   const ir_node *n = &c->f->nodes[v];
-  int r = n->type.rank;
-  int64_t Kd = n->type.dim[r - 1];
-  int64_t Lq = n->attr.causal ? n->type.dim[r - 2] : 1;
+  int rk = n->type.rank;
+  int64_t Kd = n->type.dim[rk - 1];
+  int64_t Lq = n->attr.causal && rk >= 2 ? n->type.dim[rk - 2] : 1;
   int64_t nb = ir_numel(&n->type) / (Kd * Lq);
-  LLVMValueRef px = cg_ptr(c, n->in[0]), po = cg_ptr(c, v);
-  LLVMValueRef ninf = cg_f32c(c, -INFINITY);
-  cg_loop lb, li, lj;
+  srow r = {.px = cg_ptr(c, n->in[0]), .po = cg_ptr(c, v), .whole = Kd % VW == 0};
+  LLVMTypeRef vt = LLVMVectorType(c->f32, VW);
+  acc a = {.acc = cg_alloca(c, vt, NULL)};
+  cg_loop lb, li, lz;
   LLVMValueRef b = cg_forn(c, &lb, nb);
   LLVMValueRef i = cg_forn(c, &li, Lq);
-  LLVMValueRef row = cg_mulk(c, cg_add(c, cg_mulk(c, b, Lq), i), Kd);
-  LLVMValueRef last = cg_addk(c, i, Kd - Lq); /* inclusive */
-  LLVMValueRef cnt = cg_i64(c, Kd);
-  if (n->attr.causal) {
-    LLVMValueRef r16 = LLVMBuildAnd(c->B, cg_addk(c, last, 16), cg_i64(c, ~(int64_t)15), "");
-    cnt = cg_imin(c, r16, cnt);
+  r.row = cg_mulk(c, cg_add(c, cg_mulk(c, b, Lq), i), Kd);
+  r.cnt = n->attr.causal ? cg_imin(c, cg_addk(c, i, Kd - Lq + 1), cg_i64(c, Kd))
+                         : cg_i64(c, Kd);
+  r.nfull = LLVMBuildAnd(c->B, r.cnt, cg_i64(c, ~(int64_t)(VW - 1)), "");
+  c->vw = VW;
+  LLVMBuildStore(c->B, cg_splat(c, cg_f32c(c, -INFINITY)), a.acc);
+  sweep(c, &r, max_body, &a);
+  a.m = reduce(c, "llvm.vector.reduce.fmax", LLVMBuildLoad2(c->B, vt, a.acc, ""), NULL);
+  LLVMBuildStore(c->B, LLVMConstNull(vt), a.acc);
+  sweep(c, &r, exp_body, &a);
+  LLVMValueRef sum = reduce(c, "llvm.vector.reduce.fadd", LLVMBuildLoad2(c->B, vt, a.acc, ""),
+                            cg_f32c(c, -0.0));
+  a.m = cg_fdiv(c, cg_f32c(c, 1.0), sum);
+  sweep(c, &r, scale_body, &a);
+  c->vw = 0;
+  if (n->attr.causal && r.whole) { /* masked keys: exact zeros (the
+                                      partial vector wrote its own) */
+    c->vw = VW;
+    LLVMValueRef from = LLVMBuildAnd(c->B, cg_addk(c, r.cnt, VW - 1), cg_i64(c, ~(int64_t)(VW - 1)), "");
+    LLVMValueRef j = cg_for(c, &lz, LLVMBuildUDiv(c->B, from, cg_i64(c, VW), ""), cg_i64(c, Kd / VW));
+    cg_vstore(c, LLVMConstNull(vt), r.po, cg_add(c, r.row, cg_mulk(c, j, VW)));
+    cg_endfor(c, &lz);
+    c->vw = 0;
+  } else if (n->attr.causal) {
+    LLVMValueRef j = cg_for(c, &lz, r.cnt, cg_i64(c, Kd));
+    cg_store(c, cg_f32c(c, 0.0), r.po, cg_add(c, r.row, j));
+    cg_endfor(c, &lz);
   }
-  LLVMValueRef m = cg_alloca(c, c->f32, ninf);
-  LLVMValueRef s = cg_alloca(c, c->f32, cg_f32c(c, 0.0));
-  /* x[j] or -inf where masked */
-  for (int pass = 0; pass < 2; pass++) {
-    LLVMValueRef mx = pass ? LLVMBuildLoad2(c->B, c->f32, m, "") : NULL;
-    LLVMValueRef j = cg_for(c, &lj, cg_i64(c, 0), cnt);
-    LLVMValueRef x = cg_loadf(c, px, cg_add(c, row, j));
-    if (n->attr.causal)
-      x = LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLE, j, last, ""), x,
-                          ninf, "");
-    if (pass == 0) {
-      LLVMBuildStore(c->B, cg_fmax(c, LLVMBuildLoad2(c->B, c->f32, m, ""), x, CG_ACC), m);
-    } else {
-      LLVMValueRef e = cg_exp(c, cg_fsub(c, x, mx, 0));
-      cg_store(c, e, po, cg_add(c, row, j));
-      LLVMBuildStore(c->B, cg_fadd(c, LLVMBuildLoad2(c->B, c->f32, s, ""), e, CG_ACC), s);
-    }
-    cg_endfor(c, &lj);
-  }
-  LLVMValueRef sum = LLVMBuildLoad2(c->B, c->f32, s, "");
-  LLVMValueRef j = cg_forn(c, &lj, Kd);
-  LLVMValueRef oj = cg_add(c, row, j);
-  LLVMValueRef w = cg_fdiv(c, cg_loadf(c, po, oj), sum);
-  if (n->attr.causal) /* beyond cnt: exact zeros */
-    w = LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, j, cnt, ""), w,
-                        cg_f32c(c, 0.0), "");
-  cg_store(c, w, po, oj);
-  cg_endfor(c, &lj);
   cg_endfor(c, &li);
   cg_endfor(c, &lb);
 }

@@ -10,7 +10,10 @@
  * copied into scratch as [K, Npad] (Npad = N rounded up to VW, zero
  * padded): a cost of K*N per batch against M*K*N multiply-adds. The last
  * partial vector of a row is stored lane by lane. Each output element is
- * a sum over p in order, with FMA (llvm.fmuladd). */
+ * a sum over p in order, with FMA (llvm.fmuladd); except that fewer than
+ * VW rows against a transposed B are dot products along K instead (VW
+ * partial sums, then reduced), and that causal attention skips the
+ * masked half (see causal below). */
 #include "cgint.h"
 
 enum { VW = 8, RB = 4 };
@@ -20,6 +23,7 @@ typedef struct {
   LLVMValueRef pa, pb, po; /* A, B (or its copy), out, at this batch */
   int64_t M, N, K, ldb;
   bool ta;
+  LLVMValueRef p0, p1; /* the inner range of the current row block */
 } mm;
 
 static LLVMValueRef splat(cg_ctx *c, mm *m, LLVMValueRef x) {
@@ -43,7 +47,7 @@ static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
   for (int r = 0; r < rows; r++)
     for (int k = 0; k < u; k++) acc[r][k] = cg_alloca(c, m->vt, LLVMConstNull(m->vt));
   cg_loop lp;
-  LLVMValueRef p = cg_forn(c, &lp, m->K);
+  LLVMValueRef p = m->p0 ? cg_for(c, &lp, m->p0, m->p1) : cg_forn(c, &lp, m->K);
   LLVMValueRef bv[2];
   for (int k = 0; k < u; k++)
     bv[k] = vload(c, m, m->pb, cg_add(c, cg_mulk(c, p, m->ldb), cg_addk(c, j0, k * VW)));
@@ -75,10 +79,46 @@ static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
   }
 }
 
+/* Causal attention (cgint.h: tri, lower). A tri left operand is zero
+ * past the diagonal, so a row block's inner range ends there (or, read
+ * transposed, starts there); a lower-only result needs no column block
+ * past the diagonal: those are zeroed, not computed. */
+typedef struct {
+  bool tri_a, lower;
+  int64_t off_a, off_o; /* Lk - Lq of A as stored, and of the result */
+} causal;
+
+static void inner_range(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef i0) {
+  m->p0 = m->p1 = NULL;
+  if (!k->tri_a) return;
+  if (m->ta) { /* A^T[i][p] = A[p][i] is zero for i > p + off: p >= i - off */
+    m->p0 = cg_imax(c, cg_i64(c, 0), cg_addk(c, i0, -k->off_a));
+    m->p1 = cg_i64(c, m->K);
+  } else { /* A[i][p] is zero for p > i + off */
+    m->p0 = cg_i64(c, 0);
+    m->p1 = cg_imin(c, cg_i64(c, m->K), cg_addk(c, i0, rows + k->off_a));
+  }
+}
+
 /* All column blocks of the rows from i0 (rows = RB or 1). */
-static void row_block(cg_ctx *c, mm *m, int rows, LLVMValueRef i0) {
+static void row_block(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef i0) {
   int64_t nv = m->N / VW, part = m->N % VW, pairs = nv / 2;
-  if (pairs > 0) {
+  inner_range(c, m, k, rows, i0);
+  if (pairs > 0 && k->lower) { /* the pairs holding a column < i0 + rows + off */
+    cg_loop lj, lr, lz;
+    LLVMValueRef need = cg_addk(c, i0, rows + k->off_o + 2 * VW - 1);
+    LLVMValueRef end = LLVMBuildSDiv(c->B, cg_imax(c, need, cg_i64(c, 0)), cg_i64(c, 2 * VW), "");
+    end = cg_imin(c, end, cg_i64(c, pairs));
+    LLVMValueRef jb = cg_for(c, &lj, cg_i64(c, 0), end);
+    tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * VW), 0);
+    cg_endfor(c, &lj);
+    LLVMValueRef r = cg_forn(c, &lr, rows);
+    LLVMValueRef row = cg_mulk(c, cg_add(c, i0, r), m->N);
+    LLVMValueRef j = cg_for(c, &lz, cg_mulk(c, end, 2 * VW), cg_i64(c, pairs * 2 * VW));
+    cg_store(c, cg_f32c(c, 0.0), m->po, cg_add(c, row, j));
+    cg_endfor(c, &lz);
+    cg_endfor(c, &lr);
+  } else if (pairs > 0) {
     cg_loop lj;
     LLVMValueRef jb = cg_forn(c, &lj, pairs);
     tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * VW), 0);
@@ -88,17 +128,73 @@ static void row_block(cg_ctx *c, mm *m, int rows, LLVMValueRef i0) {
   if (part) tile(c, m, rows, 1, i0, cg_i64(c, nv * VW), (int)part);
 }
 
+/* A few rows against a transposed B (one query row against the keys):
+ * dot products along K, both operands contiguous, instead of copying B
+ * (K*N) for a few rows' work. */
+static bool use_dot(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  int r = n->type.rank;
+  const ir_type *ta = &f->nodes[n->in[0]].type;
+  return n->attr.tb && !n->attr.ta && n->type.dim[r - 2] < VW && ta->dim[r - 1] >= VW;
+}
+
+static void emit_dot(cg_ctx *c, int v) {
+  const ir_node *n = &c->f->nodes[v];
+  int r = n->type.rank;
+  int64_t M = n->type.dim[r - 2], N = n->type.dim[r - 1];
+  int64_t K = c->f->nodes[n->in[0]].type.dim[r - 1];
+  int64_t nb = ir_numel(&n->type) / (M * N);
+  LLVMValueRef pa = cg_ptr(c, n->in[0]), pb = cg_ptr(c, n->in[1]), po = cg_ptr(c, v);
+  LLVMTypeRef vt = LLVMVectorType(c->f32, VW);
+  LLVMValueRef acc = cg_alloca(c, vt, NULL), tail = cg_alloca(c, c->f32, NULL);
+  cg_loop lb, li, lj, lp;
+  LLVMValueRef b = cg_forn(c, &lb, nb);
+  LLVMValueRef i = cg_forn(c, &li, M);
+  LLVMValueRef arow = cg_mulk(c, cg_add(c, cg_mulk(c, b, M), i), K);
+  LLVMValueRef j = cg_forn(c, &lj, N);
+  LLVMValueRef brow = cg_mulk(c, cg_add(c, cg_mulk(c, b, N), j), K);
+  LLVMBuildStore(c->B, LLVMConstNull(vt), acc);
+  c->vw = VW;
+  LLVMValueRef p = cg_forn(c, &lp, K / VW);
+  LLVMValueRef at = cg_mulk(c, p, VW);
+  LLVMBuildStore(c->B, cg_fmuladd(c, cg_vload(c, pa, cg_add(c, arow, at)),
+                                  cg_vload(c, pb, cg_add(c, brow, at)),
+                                  LLVMBuildLoad2(c->B, vt, acc, "")), acc);
+  cg_endfor(c, &lp);
+  c->vw = 0;
+  LLVMValueRef args[2] = {cg_f32c(c, -0.0), LLVMBuildLoad2(c->B, vt, acc, "")};
+  LLVMTypeRef ty = vt;
+  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
+  LLVMValueRef red = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1),
+                                    LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1), args, 2, "");
+  LLVMSetFastMathFlags(red, LLVMFastMathAllowReassoc);
+  LLVMBuildStore(c->B, red, tail);
+  for (int64_t q = K / VW * VW; q < K; q++) /* K % VW terms */
+    LLVMBuildStore(c->B, cg_fmuladd(c, cg_loadf(c, pa, cg_addk(c, arow, q)),
+                                    cg_loadf(c, pb, cg_addk(c, brow, q)),
+                                    LLVMBuildLoad2(c->B, c->f32, tail, "")), tail);
+  cg_store(c, LLVMBuildLoad2(c->B, c->f32, tail, ""), po,
+           cg_add(c, cg_mulk(c, cg_add(c, cg_mulk(c, b, M), i), N), j));
+  cg_endfor(c, &lj);
+  cg_endfor(c, &li);
+  cg_endfor(c, &lb);
+}
+
 int64_t cg_matmul_scratch(const ir_func *f, int v) {
   const ir_node *n = &f->nodes[v];
   int r = n->type.rank;
   int64_t N = n->type.dim[r - 1];
   const ir_type *ta = &f->nodes[n->in[0]].type;
   int64_t K = n->attr.ta ? ta->dim[r - 2] : ta->dim[r - 1];
-  if (!n->attr.tb && N % VW == 0) return 0;
+  if (use_dot(f, v) || (!n->attr.tb && N % VW == 0)) return 0;
   return 4 * K * ((N + VW - 1) / VW * VW);
 }
 
 void cg_emit_matmul(cg_ctx *c, int v) {
+  if (use_dot(c->f, v)) {
+    emit_dot(c, v);
+    return;
+  }
   const ir_node *n = &c->f->nodes[v];
   const ir_type *at = &c->f->nodes[n->in[0]].type;
   int r = n->type.rank;
@@ -134,14 +230,21 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   } else {
     m.pb = cg_gep(c, c->f32, pb, boff), m.ldb = m.N;
   }
+  const cg_node_plan *qa = &c->p->node[n->in[0]], *qo = &c->p->node[v];
+  causal k = {.tri_a = qa->tri && r >= 2, .lower = qo->lower};
+  if (k.tri_a) { /* A as stored is [.., Lq, Lk] */
+    const ir_type *sa = &c->f->nodes[n->in[0]].type;
+    k.off_a = sa->dim[r - 1] - sa->dim[r - 2];
+  }
+  k.off_o = m.N - m.M;
   if (m.M / RB > 0) {
     LLVMValueRef ib = cg_forn(c, &li, m.M / RB);
-    row_block(c, &m, RB, cg_mulk(c, ib, RB));
+    row_block(c, &m, &k, RB, cg_mulk(c, ib, RB));
     cg_endfor(c, &li);
   }
   if (m.M % RB) {
     LLVMValueRef i = cg_for(c, &li, cg_i64(c, m.M / RB * RB), cg_i64(c, m.M));
-    row_block(c, &m, 1, i);
+    row_block(c, &m, &k, 1, i);
     cg_endfor(c, &li);
   }
   cg_endfor(c, &lb);

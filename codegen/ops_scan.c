@@ -91,7 +91,7 @@ static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   cg_loop ls;
   LLVMValueRef s = cg_forn(c, &ls, w->N);
   LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
-  LLVMValueRef a = cg_exp(c, cg_fmul(c, d, cg_vload(c, w->pAT, idx), 0));
+  LLVMValueRef a = cg_exp_decay(c, cg_fmul(c, d, cg_vload(c, w->pAT, idx), 0));
   LLVMValueRef prev = w->pa ? cg_add(c, cg_mulk(c, t, NE), idx) : idx;
   LLVMValueRef cur = w->pa ? cg_addk(c, prev, NE) : idx;
   if (w->pa) cg_vstore(c, a, w->pa, prev);

@@ -179,6 +179,42 @@ static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
   }
 }
 
+/* tri and lower (cgint.h), for matmul to skip the causal mask's half. */
+static void causal_shapes(const ir_func *f, cg_plan *p, const bool *is_out,
+                          int **users, const int *n_users) {
+  for (int v = 0; v < f->n_nodes; v++) {
+    const ir_node *n = &f->nodes[v];
+    const ir_node *a = n->n_in > 0 ? &f->nodes[n->in[0]] : NULL;
+    const ir_node *b = n->n_in > 1 ? &f->nodes[n->in[1]] : NULL;
+    bool t = false;
+    if (n->op == IR_OP_SOFTMAX) t = n->attr.causal;
+    else if (n->op == IR_OP_NEG) t = p->node[n->in[0]].tri;
+    else if (n->op == IR_OP_MUL)
+      t = (p->node[n->in[0]].tri && same_dims(&a->type, &n->type)) ||
+          (p->node[n->in[1]].tri && same_dims(&b->type, &n->type));
+    else if (n->op == IR_OP_DIV) /* by a nonzero constant */
+      t = p->node[n->in[0]].tri && same_dims(&a->type, &n->type) &&
+          b->op == IR_OP_FILL && b->attr.value != 0;
+    p->node[v].tri = t && n->type.rank >= 2;
+  }
+  for (int v = f->n_nodes - 1; v >= 0; v--) {
+    const ir_node *n = &f->nodes[v];
+    bool ok = !is_out[v] && n_users[v] > 0 && n->type.rank >= 2;
+    for (int k = 0; ok && k < n_users[v]; k++) {
+      const ir_node *w = &f->nodes[users[v][k]];
+      const cg_node_plan *q = &p->node[users[v][k]];
+      if (!same_dims(&w->type, &n->type)) ok = false;
+      else if (w->op == IR_OP_SOFTMAX) ok = w->attr.causal;
+      else if (!cg_is_ewise(w->op)) ok = false;
+      else {
+        int other = w->n_in > 1 ? (w->in[0] == v ? w->in[1] : w->in[0]) : -1;
+        ok = q->lower || (w->op == IR_OP_MUL && other >= 0 && p->node[other].tri);
+      }
+    }
+    p->node[v].lower = ok;
+  }
+}
+
 int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
   int n = f->n_nodes;
   memset(p, 0, sizeof *p);
@@ -218,6 +254,7 @@ int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
         users[v][n_users[v]++] = w;
       }
   decide_kinds(f, p, live, is_out, users, n_users, fuse);
+  causal_shapes(f, p, is_out, users, n_users);
   for (int v = 0; v < n; v++) p->node[v].pair = -1;
   for (int w = 0; w < n; w++) {
     if (f->nodes[w].op != IR_OP_SCAN_BWD || p->node[w].kind != CG_MAT) continue;

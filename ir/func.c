@@ -41,7 +41,8 @@ ir_func *ir_func_clone(const ir_func *f) {
   ir_func *g = ir_func_new();
   g->cap_nodes = g->n_nodes = f->n_nodes;
   g->nodes = xrealloc(NULL, sizeof *g->nodes * (size_t)(f->n_nodes + 1));
-  memcpy(g->nodes, f->nodes, sizeof *g->nodes * (size_t)f->n_nodes);
+  if (f->n_nodes) /* an empty function's nodes may be NULL */
+    memcpy(g->nodes, f->nodes, sizeof *g->nodes * (size_t)f->n_nodes);
   for (int i = 0; i < f->n_nodes; i++) {
     ir_node *n = &g->nodes[i];
     if (n->name) n->name = xstrdup(n->name);

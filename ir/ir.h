@@ -276,6 +276,14 @@ ir_func *ir_pass_dce(const ir_func *f, ir_error *err);
 ir_func *ir_pass_cse(const ir_func *f, ir_error *err);
 ir_func *ir_pass_fold(const ir_func *f, ir_error *err);     /* constants */
 ir_func *ir_pass_simplify(const ir_func *f, ir_error *err); /* algebra */
+/* demand.c: every node computed over just the part its users read (a
+ * range along one axis, e.g. the one row of a select_row at a constant
+ * position and everything row-wise before it). Leaves are kept whole. */
+ir_func *ir_pass_demand(const ir_func *f, ir_error *err);
+/* A copy of f with its scalar input `name` replaced by the constant
+ * `value` (a fill; the input is gone from the leaves). */
+ir_func *ir_bind_scalar(const ir_func *f, const char *name, double value,
+                        ir_error *err);
 /* The standard pipeline, run to a fixed point. If trace is non-NULL each
  * pass that changed the function prints "# after <name>" and the IR. */
 const ir_pass *ir_passes(int *count);

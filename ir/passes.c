@@ -571,8 +571,9 @@ static int rule_permute_identity(rw *c, cand *n) {
 
 /* permute(permute(x, p), q) -> permute(x, p∘q): out[i] = x.dim[p[q[i]]] */
 static int rule_permute_permute(rw *c, cand *n) {
+  if (n->op != IR_OP_PERMUTE) return RW_NONE; /* else in[0] may not exist */
   const ir_node *in = at(c, n->in[0]);
-  if (n->op != IR_OP_PERMUTE || in->op != IR_OP_PERMUTE) return RW_NONE;
+  if (in->op != IR_OP_PERMUTE) return RW_NONE;
   int p[IR_MAX_RANK] = {0};
   for (int i = 0; i < n->type.rank; i++) p[i] = in->attr.perm[n->attr.perm[i]];
   memcpy(n->attr.perm, p, sizeof p);
@@ -590,8 +591,9 @@ static int rule_slice_whole(rw *c, cand *n) {
 
 /* slice(slice(x, a, b), c, d) on one axis -> slice(x, a+c, a+d) */
 static int rule_slice_slice(rw *c, cand *n) {
+  if (n->op != IR_OP_SLICE) return RW_NONE; /* else in[0] may not exist */
   const ir_node *in = at(c, n->in[0]);
-  if (n->op != IR_OP_SLICE || in->op != IR_OP_SLICE ||
+  if (in->op != IR_OP_SLICE ||
       in->attr.axis != n->attr.axis)
     return RW_NONE;
   n->attr.start += in->attr.start;

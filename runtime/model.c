@@ -591,19 +591,37 @@ int rt_model_bucket(const rt_model *m, int n) {
   return (int)b;
 }
 
+/* Training reads the last position: "pos" becomes the constant n-1, and
+ * the demand pass cuts every node down to what that one position needs
+ * (the last layer to one row) before the gradient is taken, so that the
+ * backward is cut down too. */
 ir_func *rt_model_kernel_function(const ir_func *f, bool train, ir_error *err) {
-  if (!train) return ir_optimize(f, NULL, err);
-  ir_func *g = ad_grad(f, "loss", err);
+  ir_func *b = NULL, *d, *g, *o;
+  int tok = ir_find_leaf(f, "tokens"), pos = ir_find_leaf(f, "pos");
+  if (train && tok >= 0 && pos >= 0 && f->nodes[tok].type.rank == 1 &&
+      f->nodes[pos].op == IR_OP_INPUT && f->nodes[pos].type.rank == 0 &&
+      f->nodes[pos].type.dtype == IR_I32) {
+    if (!(b = ir_bind_scalar(f, "pos", f->nodes[tok].type.dim[0] - 1, err))) return NULL;
+    f = b;
+  }
+  d = ir_pass_demand(f, err);
+  ir_func_free(b);
+  if (!d) return NULL;
+  if (!train) {
+    o = ir_optimize(d, NULL, err);
+    ir_func_free(d);
+    return o;
+  }
+  g = ad_grad(d, "loss", err);
+  ir_func_free(d);
   if (!g) return NULL;
-  ir_func *go = ir_optimize(g, NULL, err);
+  o = ir_optimize(g, NULL, err);
   ir_func_free(g);
-  return go;
+  return o;
 }
 
 /* The forward kernel for length len, compiled when first asked for. */
-static kernel *fwd_kernel(rt_model *m, int len, ir_error *err) {
-  for (int i = 0; i < m->n_fwd; i++)
-    if (m->fwd[i]->len == len) return m->fwd[i];
+static kernel *make_fwd(rt_model *m, int len, ir_error *err) {
   ir_func *f = len == m->L ? ir_func_clone(m->f) : m->build(m->ctx, len, err);
   if (!f) return NULL;
   int K;
@@ -619,13 +637,23 @@ static kernel *fwd_kernel(rt_model *m, int len, ir_error *err) {
   ir_func *fo = rt_model_kernel_function(f, false, err);
   ir_func_free(f);
   if (!fo) return NULL;
-  kernel *k = kernel_new(m, fo, len, false, err);
-  if (!k) return NULL;
+  return kernel_new(m, fo, len, false, err);
+}
+
+static kernel *add_fwd(rt_model *m, kernel *k) {
   m->fwd = realloc(m->fwd, sizeof *m->fwd * (size_t)(m->n_fwd + 1));
   if (!m->fwd) abort();
   m->fwd[m->n_fwd++] = k;
   return k;
 }
+
+static kernel *fwd_kernel(rt_model *m, int len, ir_error *err) {
+  for (int i = 0; i < m->n_fwd; i++)
+    if (m->fwd[i]->len == len) return m->fwd[i];
+  kernel *k = make_fwd(m, len, err);
+  return k ? add_fwd(m, k) : NULL;
+}
+
 
 int rt_model_eval_batch(rt_model *m, int n, int run_len,
                         const int32_t *tokens, const int32_t *labels, int B,
