@@ -51,6 +51,7 @@ static const struct {
     {"target", T_NUM, "0.99", "stop when the test accuracy reaches this ..."},
     {"patience", T_INT, "2", "... at this many evaluations in a row"},
     {"sweep_n", T_INT, "1000", "sequences per length in the sweep (0: no sweep)"},
+    {"mem_limit_gb", T_NUM, "8", "refuse a model whose memory estimate exceeds this"},
 };
 enum { N_TKEYS = sizeof tkeys / sizeof tkeys[0] };
 
@@ -88,6 +89,45 @@ static int parse_num(const char *s, double *out) {
   errno = 0;
   *out = strtod(s, &end);
   return end == s || *end || errno || !isfinite(*out) ? -1 : 0;
+}
+
+/* Sizes that are absurd rather than merely unusual: checked before any
+ * work, so that a typo fails at once instead of allocating for minutes.
+ * The task's relations (M <= K, L >= tau + 2) are rt_ar_validate's. */
+static const struct {
+  const char *key;
+  long lo, hi;
+} bounds[] = {
+    {"K", 2, 1L << 20},       {"L", 1, 1L << 16},      {"M", 1, 1L << 20},
+    {"tau", 1, 1L << 16},     {"batch", 1, 1L << 20},  {"steps", 1, 1L << 40},
+    {"eval_every", 1, 1L << 40}, {"test_size", 1, 1L << 24},
+    {"patience", 1, 1L << 20}, {"sweep_n", 0, 1L << 24}, {"warmup", 0, 1L << 40},
+    {"seed", 0, 1L << 53},
+    /* the spec's own sizes (checked when it has the option) */
+    {"d", 1, 1L << 14},       {"layers", 1, 1L << 10}, {"heads", 1, 1L << 14},
+};
+
+/* -1 with "--set d=0: d must be >= 1" when value is out of key's bounds;
+ * 0 for keys without bounds and values that are not integers (the
+ * option's own parser reports those). */
+static int check_bounds(const char *cmd, const char *key, const char *value) {
+  for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
+    if (strcmp(bounds[i].key, key)) continue;
+    char *end;
+    errno = 0;
+    double d = strtod(value, &end);
+    if (end == value || *end || d != floor(d)) return 0;
+    if (d < (double)bounds[i].lo) {
+      cli_error(cmd, "--set %s=%s: %s must be >= %ld", key, value, key, bounds[i].lo);
+      return -1;
+    }
+    if (errno || d > (double)bounds[i].hi) {
+      cli_error(cmd, "--set %s=%s: %s too large (at most %ld)", key, value, key,
+                bounds[i].hi);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 static const char *tval(const cm_run *r, const char *key) {
@@ -146,6 +186,13 @@ static int apply_train(cm_run *r) {
     r->tvals[wd] = xstrdup(b);
   } else {
     c->opt.weight_decay = nv[wd];
+  }
+  for (int i = 0; i < N_TKEYS; i++)
+    if (check_bounds(r->cmd, tkeys[i].key, r->tvals[i]) < 0) return -1;
+  if (!(nv[tkey_index("mem_limit_gb")] > 0)) {
+    cli_error(r->cmd, "--set mem_limit_gb=%s: mem_limit_gb must be > 0",
+              tval(r, "mem_limit_gb"));
+    return -1;
   }
   for (int i = 0; i < N_TKEYS; i++)
     if (tkeys[i].kind == T_INT && (iv[i] < INT_MIN || iv[i] > INT_MAX)) {
@@ -267,6 +314,28 @@ static char *guess_root(const char *spec) {
   return root;
 }
 
+/* A rough upper estimate of the bytes a run needs: every param four times
+ * (value, gradient, Adam's two moments) and, per example in flight, every
+ * tensor of the graph at L for the forward and twice for the backward.
+ * Past mem_limit_gb (default 8) the run is refused before any work. */
+static int check_memory(const cm_run *r) {
+  const ir_func *f = r->fm->f;
+  double params = 0, acts = 0;
+  for (int i = 0; i < f->n_nodes; i++) {
+    double n = (double)ir_numel(&f->nodes[i].type);
+    if (f->nodes[i].op == IR_OP_PARAM || f->nodes[i].op == IR_OP_CONST) params += n;
+    else acts += n;
+  }
+  double bytes = 4 * (4 * params + 3 * acts);
+  double limit = strtod(tval(r, "mem_limit_gb"), NULL);
+  if (bytes <= limit * (1 << 30)) return 0;
+  cli_error(r->cmd, "%s: the model needs about %.1f GiB (%.3g parameters, %.3g "
+            "activation values per example), more than mem_limit_gb = %g: use "
+            "smaller sizes (d, L, K, layers) or raise the limit with --set "
+            "mem_limit_gb=N", r->spec, bytes / (1 << 30), params, acts, limit);
+  return -1;
+}
+
 int cm_setup(cm_run *r, const char *cmd, const char *spec,
              const char *const *keys, const char *const *values, int n_sets) {
   memset(r, 0, sizeof *r);
@@ -314,9 +383,13 @@ int cm_setup(cm_run *r, const char *cmd, const char *spec,
   if (fe_config(plain, "K")) set_model_opt(r, "K", tval(r, "K"));
   if (fe_config(plain, "L")) set_model_opt(r, "L", tval(r, "L"));
   if (fe_config(plain, "d") && !user_d) set_model_opt(r, "d", "8");
+  for (int i = 0; i < r->n_m; i++)
+    if (tkey_index(r->mkeys[i]) < 0 && check_bounds(cmd, r->mkeys[i], r->mvals[i]) < 0)
+      goto out;
   if (!(r->fm = load_spec(r, (const char *const *)r->mkeys,
                           (const char *const *)r->mvals, r->n_m)))
     goto out;
+  if (check_memory(r) < 0) goto out;
   /* From here on the model's options are every resolved value but n, in
    * the spec's (sorted) order. */
   for (int i = 0; i < r->n_m; i++) free(r->mkeys[i]), free(r->mvals[i]);

@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #define K_SETS "recall.sets"       /* key -> --set value (string) */
 #define K_USED "recall.used"       /* key -> true once an options() took it */
 #define K_OPTIONS "recall.options" /* every table options() returned */
+#define K_LOADED "recall.loaded"   /* module name -> what require returned */
 
 fe_builder *fe_builder_get(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, K_BUILDER);
@@ -192,7 +194,168 @@ typedef struct {
   const fe_options *opt;
   fe_builder *b;
   const char *root;
+  char dir[FE_PATH_MAX]; /* the spec's folder: require looks there too */
 } run_ctx;
+
+/* ---- the sandbox ---- */
+
+enum { HOOK_EVERY = 100000 };
+
+/* The allocator's state, which is also how the hook finds its budget. */
+typedef struct {
+  size_t used, limit;
+  long ticks, max_ticks;
+  bool refused; /* an allocation went past the limit */
+} sandbox;
+
+static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  sandbox *s = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    s->used -= old;
+    free(ptr);
+    return NULL;
+  }
+  if (nsize > old && nsize - old > s->limit - s->used) {
+    s->refused = true;
+    return NULL;
+  }
+  void *p = realloc(ptr, nsize);
+  if (p) s->used = s->used - old + nsize;
+  return p;
+}
+
+/* In a hook, level 0 is the Lua function that runs: the line it is at. */
+static void sb_hook(lua_State *L, lua_Debug *ar) {
+  sandbox *s;
+  lua_getallocf(L, (void **)&s);
+  if (++s->ticks <= s->max_ticks) return;
+  char msg[128];
+  snprintf(msg, sizeof msg, "spec exceeded its instruction budget (%ld "
+           "instructions): an endless loop?", s->max_ticks * (long)HOOK_EVERY);
+  if (lua_getstack(L, 0, ar) && lua_getinfo(L, "Sl", ar) && ar->currentline > 0) {
+    lua_pushfstring(L, "%s:%d: %s", where(ar), ar->currentline, msg);
+    lua_error(L);
+  }
+  fe_raise(L, "%s", msg);
+}
+
+static const char *const forbidden[] = {"io", "os", "package", "debug", "dofile",
+                                        "loadfile", "coroutine", "utf8", NULL};
+
+/* _G's __index: a clear message for what the sandbox leaves out. */
+static int sb_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  for (int i = 0; k && forbidden[i]; i++)
+    if (!strcmp(k, forbidden[i]))
+      fe_raise(L, "%s is not available in model specs (they run sandboxed: "
+               "only the base, string, table and math libraries)", k);
+  return 0;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]): text chunks only. */
+static int sb_load(lua_State *L) {
+  size_t n;
+  const char *code = lua_tolstring(L, 1, &n);
+  if (!code) fe_raise(L, "load: the chunk must be a string (model specs load text only)");
+  const char *name = luaL_optstring(L, 2, code);
+  const char *mode = luaL_optstring(L, 3, "t");
+  if (!strchr(mode, 't'))
+    fe_raise(L, "load: mode \"%s\": model specs load text chunks only", mode);
+  int env = !lua_isnone(L, 4) ? 4 : 0;
+  if (luaL_loadbufferx(L, code, n, name, "t") != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env) {
+    lua_pushvalue(L, env);
+    if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* require(name): ROOT/specs/lib/NAME.lua, then NAME.lua in the spec's
+ * folder (dots in NAME are folders); nowhere else. */
+static int sb_require(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, K_LOADED); /* 2 */
+  if (lua_getfield(L, 2, name) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  bool ok = *name && *name != '.';
+  for (const char *p = name; *p && ok; p++)
+    ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+         (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || (*p == '.' && p[1] != '.');
+  if (!ok || strlen(name) > 200)
+    fe_raise(L, "require \"%s\": a module name is letters, digits, _ and - "
+             "with dots between folders", name);
+  run_ctx *c;
+  lua_getfield(L, LUA_REGISTRYINDEX, "recall.ctx");
+  c = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  char rel[256], path[2 * FE_PATH_MAX];
+  snprintf(rel, sizeof rel, "%s", name);
+  for (char *p = rel; *p; p++)
+    if (*p == '.') *p = '/';
+  const char *dirs[2] = {NULL, c->dir};
+  char lib[FE_PATH_MAX + 16];
+  snprintf(lib, sizeof lib, "%s/specs/lib", c->root);
+  dirs[0] = lib;
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s.lua", dirs[i], rel);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    fclose(f);
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) lua_error(L);
+    lua_pushvalue(L, 1);
+    lua_pushstring(L, path);
+    lua_call(L, 2, 1);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 2, name);
+    return 1;
+  }
+  fe_raise(L, "require \"%s\": no %s.lua in %s or %s (model specs require "
+           "only modules there)", name, rel, lib, c->dir);
+}
+
+static void sb_open(lua_State *L, run_ctx *c) {
+  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+                                  {LUA_STRLIBNAME, luaopen_string},
+                                  {LUA_TABLIBNAME, luaopen_table},
+                                  {LUA_MATHLIBNAME, luaopen_math},
+                                  {NULL, NULL}};
+  for (const luaL_Reg *l = libs; l->name; l++) {
+    luaL_requiref(L, l->name, l->func, 1);
+    lua_pop(L, 1);
+  }
+  lua_getglobal(L, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, c);
+  lua_setfield(L, LUA_REGISTRYINDEX, "recall.ctx");
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, K_LOADED);
+  lua_pushglobaltable(L);
+  for (int i = 0; forbidden[i]; i++) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, forbidden[i]);
+  }
+  lua_pushcfunction(L, sb_load);
+  lua_setfield(L, -2, "load");
+  lua_pushcfunction(L, sb_require);
+  lua_setfield(L, -2, "require");
+  lua_newtable(L);
+  lua_pushcfunction(L, sb_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+}
 
 /* Adds the traceback; a Lua error raised inside the library (say, a nil
  * option in arithmetic) is also located at the user's line, first. */
@@ -212,7 +375,7 @@ static int msgh(lua_State *L) {
  * if the spec does not load (no traceback needed), else nothing. */
 static int pmain(lua_State *L) {
   run_ctx *c = lua_touserdata(L, 1);
-  luaL_openlibs(L);
+  sb_open(L, c);
   lua_pushlightuserdata(L, c->b);
   lua_setfield(L, LUA_REGISTRYINDEX, K_BUILDER);
   lua_newtable(L);
@@ -225,22 +388,6 @@ static int pmain(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, K_USED);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, K_OPTIONS);
-  lua_getglobal(L, "package");
-  const char *slash = c->code ? NULL : strrchr(c->name, '/');
-  if (slash) { /* the library, then modules next to the spec */
-    lua_pushlstring(L, c->name, (size_t)(slash - c->name));
-    lua_pushfstring(L, "%s/specs/lib/?.lua;%s/?.lua", c->root, lua_tostring(L, -1));
-    lua_remove(L, -2);
-  } else
-    lua_pushfstring(L, "%s/specs/lib/?.lua;./?.lua", c->root);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "searchers"); /* Lua modules only: no C loaders */
-  for (lua_Integer i = luaL_len(L, -1); i > 2; i--) {
-    lua_pushnil(L);
-    lua_rawseti(L, -2, i);
-  }
-  lua_pop(L, 1);
-  lua_pop(L, 1);
   fe_open_tensor(L);
   fe_open_init(L);
   lua_register(L, "scope", l_scope);
@@ -254,7 +401,9 @@ static int pmain(lua_State *L) {
     st = luaL_loadfilex(L, c->name, "t");
   }
   if (st != LUA_OK) return 1;
+  lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_EVERY);
   lua_call(L, 0, 0);
+  lua_sethook(L, NULL, 0, 0);
   return 0;
 }
 
@@ -368,15 +517,22 @@ static int load(const char *code, const char *name, const fe_options *opt,
   }
   b.f = ir_func_new();
   fe_model *m = calloc(1, sizeof *m);
-  lua_State *L = luaL_newstate();
+  long budget = opt && opt->max_instructions > 0 ? opt->max_instructions : FE_MAX_INSTRUCTIONS;
+  sandbox sb = {.limit = opt && opt->max_memory ? opt->max_memory : FE_MAX_MEMORY,
+                .max_ticks = budget / HOOK_EVERY > 0 ? budget / HOOK_EVERY : 1};
+  lua_State *L = lua_newstate(sb_alloc, &sb);
   if (!m || !L) abort();
-  run_ctx c = {code, name, opt, &b, root};
+  run_ctx c = {code, name, opt, &b, root, "."};
+  const char *slash = code ? NULL : strrchr(name, '/');
+  if (slash) snprintf(c.dir, sizeof c.dir, "%.*s", (int)(slash - name), name);
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, pmain);
   lua_pushlightuserdata(L, &c);
   int st = lua_pcall(L, 1, 1, 1);
   int rc = -1;
-  if (st != LUA_OK || !lua_isnil(L, -1)) {
+  if (sb.refused && st != LUA_OK) {
+    set_err(err, "%s: spec exceeded its memory limit of %zu MiB", name, sb.limit >> 20);
+  } else if (st != LUA_OK || !lua_isnil(L, -1)) {
     const char *msg = lua_tostring(L, -1);
     set_err(err, "%s", msg ? msg : "error without a message");
   } else if (check_sets_used(L, opt, name, err) == 0) {

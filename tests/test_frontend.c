@@ -42,7 +42,7 @@ static fe_model *build_v(const char *code, const char *path, fe_error *err, va_l
     *eq = '\0';
     keys[n] = buf[n], vals[n] = eq + 1;
   }
-  fe_options o = {root(), keys, vals, n};
+  fe_options o = {.root = root(), .keys = keys, .values = vals, .n_sets = n};
   fe_model *m = NULL;
   int rc;
   if (code) {
@@ -391,7 +391,7 @@ static void shape_error_names_line_and_sizes(void **s) {
   expect_has(msg, "unexpected symbol");
   fe_error err;
   fe_model *m = NULL;
-  fe_options o = {root(), NULL, NULL, 0};
+  fe_options o = {.root = root()};
   assert_int_equal(fe_load_model("/nonexistent/spec.lua", &o, &m, &err), -1);
   assert_null(m);
   expect_has(err.msg, "/nonexistent/spec.lua");
@@ -436,7 +436,7 @@ static void root_from_path_and_local_modules(void **s) {
   f = fopen(spec, "w");
   fputs("local my = require 'mylayers'\noutput('y', my.double(input('x', 'f32', {2})))\n", f);
   fclose(f);
-  fe_options o = {saved, NULL, NULL, 0};
+  fe_options o = {.root = saved};
   rc = fe_load_model(spec, &o, &m, &err);
   remove(mod), remove(spec), rmdir(dir);
   setenv("RECALL_ROOT", saved, 1);
