@@ -789,11 +789,3 @@ out:
   return status;
 }
 
-/* ---- TEMPORARY dispatch: delete this block once cli/main.c lists
- * {"run", cmd_run, "run EXPERIMENT.lua [-o DIR] [-j JOBS] [--set k=v ...]
- * [--resume] [--threads N]"} in its command table (main.c is another
- * helper's file). glibc passes argc and argv to constructors; this one
- * runs `recall run ...` before main and exits with its status. */
-__attribute__((constructor)) static void run_dispatch_shim(int argc, char **argv) {
-  if (argc >= 2 && argv && argv[1] && !strcmp(argv[1], "run")) exit(cmd_run(argc - 1, argv + 1));
-}

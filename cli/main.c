@@ -1,6 +1,7 @@
 /* main.c — `recall COMMAND ...`: dispatch and the helpers commands share. */
 #include "cli.h"
 #include "cmd_model.h"
+#include "cmd_run.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,23 +16,26 @@ static const struct {
   int (*run)(int argc, char **argv);
   const char *usage;
 } commands[] = {
-    {"ir", cmd_ir,
-     "ir FILE.ir|MODEL.lua [--stage frontend|autodiff|opt] [--grad]\n"
-     "          [--set k=v ...] [--format text|dot]"},
-    {"report", cmd_report, "report DIR [--no-render] [-q]"},
-    {"exec", cmd_exec,
-     "exec MODEL.lua --weights W.safetensors --tokens T.safetensors\n"
-     "          [-o OUT.safetensors] [--set k=v ...] [--backend interp]"},
+    {"run", cmd_run,
+     "run EXPERIMENT.lua [-o DIR] [-j JOBS] [--set k=v ...] [--resume]\n"
+     "          [--threads N]"},
     {"train", cmd_train,
      "train MODEL.lua [--set k=v ...] [-o DIR] [--threads N]\n"
      "          [--backend jit|interp]"},
     {"eval", cmd_eval,
      "eval CHECKPOINT [--lengths A..B] [-n N] [-o FILE.csv] [--threads N]"},
+    {"exec", cmd_exec,
+     "exec MODEL.lua --weights W.safetensors --tokens T.safetensors\n"
+     "          [-o OUT.safetensors] [--set k=v ...] [--backend interp]"},
+    {"ir", cmd_ir,
+     "ir FILE.ir|MODEL.lua [--stage frontend|autodiff|opt] [--grad]\n"
+     "          [--set k=v ...] [--format text|dot]"},
     {"llvm", cmd_llvm,
      "llvm MODEL.lua|FILE.ir [--set k=v ...] [--kernel fwd|bwd] [--asm]\n"
      "          [--cpu NAME]"},
     {"bench", cmd_bench,
      "bench MODEL.lua [--set k=v ...] [--threads N] [--steps N] [--json]"},
+    {"report", cmd_report, "report DIR [--no-render] [-q]"},
     {"data", cmd_data,
      "data [--set K=16 --set M=1 --set tau=1 --set seed=0] --length N\n"
      "          [-n COUNT] [--stream train|test|sweep] -o FILE.safetensors|.csv"},

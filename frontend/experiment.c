@@ -12,9 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Limits of the sandbox: a spec is a small table, so these only stop
- * runaway loops and allocations. */
-enum { MEM_LIMIT = 64 << 20, HOOK_EVERY = 1000000, HOOK_MAX = 200 };
+/* The sandbox's limits are fe_options' (FE_MAX_INSTRUCTIONS and
+ * FE_MAX_MEMORY by default): a spec is a small table, so they only stop
+ * runaway loops and allocations. The count hook fires every HOOK_EVERY
+ * instructions. */
+enum { HOOK_EVERY = 100000 };
 
 static char *xstrdup(const char *s) {
   char *d = strdup(s);
@@ -85,8 +87,8 @@ static void xset_merge(xset *dst, const xset *src) {
 /* ---- the sandbox ---- */
 
 typedef struct {
-  size_t used;
-  int ticks;
+  size_t used, limit;
+  long ticks, max_ticks;
 } sandbox;
 
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -97,7 +99,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     free(ptr);
     return NULL;
   }
-  if (nsize > old && s->used + (nsize - old) > MEM_LIMIT) return NULL;
+  if (nsize > old && s->used + (nsize - old) > s->limit) return NULL;
   void *p = realloc(ptr, nsize);
   if (p) s->used += nsize - old;
   return p;
@@ -107,7 +109,7 @@ static void sb_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   sandbox *s;
   lua_getallocf(L, (void **)&s);
-  if (++s->ticks > HOOK_MAX)
+  if (++s->ticks > s->max_ticks)
     luaL_error(L, "the experiment spec runs too long (an endless loop?)");
 }
 
@@ -235,7 +237,7 @@ static int values(reader *r, lua_State *L, int idx, const char *where, char ***v
 }
 
 /* Reads an options table at idx into s; skip (may be NULL) lists keys
- * handled elsewhere; rename maps eval's n to sweep_n. */
+ * handled elsewhere; in eval, n means sweep_n. */
 static int options(reader *r, lua_State *L, int idx, const char *where, xset *s,
                    const char *const *skip, bool eval) {
   if (lua_type(L, idx) != LUA_TTABLE)
@@ -271,16 +273,18 @@ static int options(reader *r, lua_State *L, int idx, const char *where, xset *s,
   return 0;
 }
 
-/* A string field of the table at idx (raw), or dflt; -1 if not a scalar. */
+/* A string field of the table at idx (raw): nil gives dflt (may be NULL);
+ * -1 if it is something else than a string or number. */
 static int str_field(reader *r, lua_State *L, int idx, const char *key, const char *where,
                      const char *dflt, char **out) {
   lua_pushstring(L, key);
-  lua_rawget(L, idx);
+  int t = lua_rawget(L, idx);
   *out = NULL;
-  if (lua_isnil(L, -1)) *out = dflt ? xstrdup(dflt) : NULL;
-  else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) *out = scalar(L, -1);
+  if (t == LUA_TNIL) *out = dflt ? xstrdup(dflt) : NULL;
+  else if (t == LUA_TSTRING || t == LUA_TNUMBER) *out = scalar(L, -1);
   lua_pop(L, 1);
-  if (!*out && dflt) return fail(r, "%s%s: expected a string", where, key);
+  if (t != LUA_TNIL && !*out)
+    return fail(r, "%s%s: expected a string, got %s", where, key, lua_typename(L, t));
   return 0;
 }
 
@@ -425,9 +429,8 @@ static void name_runs(fe_experiment *e) {
 
 /* ---- the returned table ---- */
 
-static const char *const top_keys[] = {"name", "title", "problem", "description", "task",
-                                       "train", "eval", "seeds", "models", "experiments",
-                                       NULL};
+static const char *const top_keys[] = {"name",  "title", "problem", "task",        "train",
+                                       "eval",  "seeds", "models",  "experiments", NULL};
 
 static int check_top_keys(reader *r, lua_State *L, int t) {
   for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
@@ -439,8 +442,7 @@ static int check_top_keys(reader *r, lua_State *L, int t) {
       snprintf(key, sizeof key, "%s", k ? k : "(a non-string key)");
       lua_pop(L, 2);
       return fail(r, "unknown field '%s' in the returned table (fields: name, title, "
-                  "problem, description, task, train, eval, seeds, models; a study: "
-                  "experiments)", key);
+                  "problem, task, train, eval, seeds, models; a study: experiments)", key);
     }
   }
   return 0;
@@ -450,9 +452,11 @@ static int read_seeds(reader *r, lua_State *L, int t, xset *base) {
   lua_pushstring(L, "seeds");
   lua_rawget(L, t);
   int idx = lua_gettop(L), rc = 0;
-  if (lua_isinteger(L, idx)) {
+  if (!lua_isnil(L, idx) && xset_find(base, "seed")) {
+    rc = fail(r, "seeds: seed is also given as an option");
+  } else if (lua_isinteger(L, idx)) {
     lua_Integer n = lua_tointeger(L, idx);
-    if (n < 1 || n > 100000) rc = fail(r, "seeds: a count must be 1 or more");
+    if (n < 1 || n > 100000) rc = fail(r, "seeds: a count must be 1..100000");
     else {
       char **v = xrealloc(NULL, sizeof *v * (size_t)n);
       for (lua_Integer i = 0; i < n; i++) {
@@ -465,8 +469,7 @@ static int read_seeds(reader *r, lua_State *L, int t, xset *base) {
   } else if (!lua_isnil(L, idx)) {
     char **v;
     int n;
-    if (xset_find(base, "seed")) rc = fail(r, "seeds: seed is also given as an option");
-    else if ((rc = values(r, L, idx, "seeds", &v, &n)) == 0) xset_put(base, "seed", v, n);
+    if ((rc = values(r, L, idx, "seeds", &v, &n)) == 0) xset_put(base, "seed", v, n);
   }
   lua_pop(L, 1);
   return rc;
@@ -677,7 +680,9 @@ static int load(const char *code, const char *name, const fe_options *opt,
   else snprintf(r->dir, sizeof r->dir, ".");
   set_root(r, opt, name);
   e->path = xstrdup(name);
-  sandbox sb = {0};
+  long budget = opt && opt->max_instructions > 0 ? opt->max_instructions : FE_MAX_INSTRUCTIONS;
+  sandbox sb = {.limit = opt && opt->max_memory ? opt->max_memory : FE_MAX_MEMORY,
+                .max_ticks = budget / HOOK_EVERY + 1};
   lua_State *L = lua_newstate(sb_alloc, &sb);
   if (!L) abort();
   run_ctx c = {code, name, opt, r, e, 0};

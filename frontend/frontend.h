@@ -77,7 +77,19 @@ typedef struct {
   const char *const *keys; /* --set key=value pairs, n_sets of each */
   const char *const *values;
   int n_sets;
+  /* Sandbox limits (0: the defaults, FE_MAX_INSTRUCTIONS, FE_MAX_MEMORY). */
+  long max_instructions;
+  size_t max_memory;
 } fe_options;
+
+/* A model spec runs sandboxed: the base (load takes text chunks only; no
+ * dofile, loadfile), string (no dump), table and math libraries, and a
+ * require that finds only ROOT/specs/lib/NAME.lua and NAME.lua next to the
+ * spec; no io, os, debug or package. A spec running past the instruction
+ * budget or allocating past the memory limit fails with a message saying
+ * so. */
+#define FE_MAX_INSTRUCTIONS 100000000L
+#define FE_MAX_MEMORY ((size_t)256 << 20)
 
 /* Runs the model spec at path and returns its model in *out (free with
  * fe_model_free). The function verifies (ir_verify). Every --set key must

@@ -175,7 +175,11 @@ static void errors_name_file_and_line(void **state) {
       {"return {models = {{spec = 'm', label = 'a'}, {spec = 'n', label = 'a'}}}\n",
        "two runs are both named a-s0"},
       {"return {task = {lr = print}, models = {{spec = 'm'}}}\n", "task.lr: expected a number"},
-      {"return {seeds = 0, models = {{spec = 'm'}}}\n", "seeds: a count must be 1 or more"},
+      {"return {seeds = 0, models = {{spec = 'm'}}}\n", "seeds: a count must be 1..100000"},
+      {"return {seeds = 2, train = {seed = 1}, models = {{spec = 'm'}}}\n",
+       "seed is also given as an option"},
+      {"return {models = {{spec = {}}}}\n", "models[1].spec: expected a string, got table"},
+      {"return {name = {}, models = {{spec = 'm'}}}\n", "name: expected a string, got table"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char *m = expand_err(cases[i].code);
