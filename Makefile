@@ -33,8 +33,11 @@ test: build
 test-asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS=-DRECALL_SANITIZE=ON
 
+# The main job: the whole study (Problems 1-3, 3 seeds) with its report and
+# figures in runs/study. --resume: running it again finishes an interrupted
+# study instead of refusing to overwrite it.
 run: build
-	./$(BUILD)/recall ir specs/ir/attention.ir
+	./$(BUILD)/recall run specs/experiments/study.lua -o runs/study -j 2 --resume
 
 # PyTorch side of the benchmark (bench/README.md): Debian's CPU PyTorch 1.13.
 # OpenBLAS, since PyTorch on the reference libblas is several times slower.
@@ -45,4 +48,48 @@ setup-bench:
 	@$(MAKE) --no-print-directory setup PACKAGES="$(BENCH_PACKAGES)"
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+# Fuzzing (tests/fuzz/README in targets.h): libFuzzer targets built with
+# clang under ASan + UBSan, each run FUZZ_SECONDS. Crashes land in
+# $(FUZZ_BUILD)/crashes/<target>/; once fixed, copy the input into
+# tests/corpus/<target>/, which `make test` replays (test_corpus).
+FUZZ_PACKAGES := clang
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := safetensors ir_parse lua_graph
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined
+
+.PHONY: setup-fuzz fuzz fuzz-build
+setup-fuzz:
+	@$(MAKE) --no-print-directory setup PACKAGES="$(FUZZ_PACKAGES)"
+
+fuzz-build: setup-fuzz
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_C_FLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target recall_ir recall_frontend recall_runtime recall_codegen
+	for t in $(FUZZ_TARGETS); do \
+	  clang $(FUZZ_FLAGS) -fsanitize=fuzzer -Iir -Ifrontend -Iruntime \
+	    tests/fuzz/fuzz_$$t.c tests/fuzz/targets.c -o $(FUZZ_BUILD)/fuzz_$$t \
+	    $(FUZZ_BUILD)/librecall_frontend.a $(FUZZ_BUILD)/librecall_runtime.a \
+	    $(FUZZ_BUILD)/librecall_codegen.a $(FUZZ_BUILD)/librecall_ir.a \
+	    $$(pkg-config --libs lua5.4) -L$$(llvm-config-19 --libdir) -lLLVM-19 -lpthread -lm \
+	    || exit 1; \
+	done
+
+# Each target from a scratch copy of its corpus (the checked-in corpus
+# stays as it is); -timeout: a single input running longer is a finding.
+fuzz: fuzz-build
+	@failed=; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes/$$t; \
+	  cp tests/corpus/$$t/* $(FUZZ_BUILD)/corpus/$$t/; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s, log $(FUZZ_BUILD)/fuzz_$$t.log"; \
+	  RECALL_ROOT=$(CURDIR) $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ $(FUZZ_BUILD)/corpus/$$t \
+	    >$(FUZZ_BUILD)/fuzz_$$t.log 2>&1 || failed="$$failed $$t"; \
+	  grep -E "^(stat::|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" \
+	    $(FUZZ_BUILD)/fuzz_$$t.log | head -12; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed"; exit 1; fi
