@@ -179,6 +179,30 @@ static void exec_errors(void **state) {
   free(out);
 }
 
+/* Every model spec trains through the runtime, which re-runs the spec at
+ * other lengths for the sweep with the options it reported: a spec whose
+ * options do not round-trip (as hybrid's once did) fails here. */
+static void every_model_trains(void **state) {
+  (void)state;
+  const char *specs[] = {"transformer.lua --set pe=learned",
+                         "transformer.lua --set pe=rope",
+                         "transformer.lua --set pe=nope", "mamba.lua",
+                         "hybrid.lua", "linear_attention.lua"};
+  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+    char dir[] = "/tmp/recall_train_XXXXXX", args[512], *out;
+    assert_non_null(mkdtemp(dir));
+    snprintf(args, sizeof args,
+             "train specs/models/%s --set L=8 --set steps=3 --set eval_every=3 "
+             "--set test_size=8 --set sweep_n=2 -o %s", specs[i], dir);
+    int st = run(&out, args);
+    if (st != 0) fail_msg("recall %s: exit %d\n%s", args, st, out);
+    free(out);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "test -s %s/sweep.csv && rm -rf %s", dir, dir);
+    assert_int_equal(system(cmd), 0);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(ir_prints_parsed_file),
@@ -186,6 +210,7 @@ int main(void) {
       cmocka_unit_test(ir_stages),
       cmocka_unit_test(ir_errors),
       cmocka_unit_test(exec_errors),
+      cmocka_unit_test(every_model_trains),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

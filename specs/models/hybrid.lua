@@ -8,7 +8,9 @@ local o = options{
   layers = 2, heads = 1, expand = 2, d_state = 16, d_conv = 4,
   dt_rank = function(o) return math.ceil(o.d / 16) end,
 }
-o.pe = "nope"
+-- The attention block has no positional encoding; `o` itself stays the
+-- spec's options (the runtime re-runs the spec with them at other lengths).
+local attn = setmetatable({pe = "nope"}, {__index = o})
 
 local tokens, pos, label = nn.inputs(o)
 local h = nn.embedding(tokens, o.K, o.d)
@@ -16,7 +18,7 @@ for i = 0, o.layers - 1 do
   if i % 2 == 0 then
     h = nn.block(h, i, nn.rmsnorm, nn.mamba, o)
   else
-    h = nn.block(h, i, nn.layernorm, nn.attention, o)
+    h = nn.block(h, i, nn.layernorm, nn.attention, attn)
   end
 end
 nn.readout(h, pos, label, nn.rmsnorm, o.K)
