@@ -40,6 +40,8 @@ typedef struct {
  * (a key both know goes to both; an unknown key is an error with a
  * did-you-mean; n is the runtime's), applies the study's defaults (K 16,
  * d 8, L 64 where the spec has those options) and loads the spec at L.
+ * Absurd sizes (d=0, L=1e8, ...) are refused by name before any work, and
+ * so is a model whose memory estimate exceeds mem_limit_gb (default 8).
  * Prints the error and returns -1 on failure. */
 int cm_setup(cm_run *r, const char *cmd, const char *spec,
              const char *const *keys, const char *const *values, int n_sets);

@@ -230,6 +230,9 @@ static void sb_hook(lua_State *L, lua_Debug *ar) {
   sandbox *s;
   lua_getallocf(L, (void **)&s);
   if (++s->ticks <= s->max_ticks) return;
+  /* From now on every instruction raises, so a pcall in the spec cannot
+   * swallow the error and carry on. */
+  lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
   char msg[128];
   snprintf(msg, sizeof msg, "spec exceeded its instruction budget (%ld "
            "instructions): an endless loop?", s->max_ticks * (long)HOOK_EVERY);
@@ -240,8 +243,26 @@ static void sb_hook(lua_State *L, lua_Debug *ar) {
   fe_raise(L, "%s", msg);
 }
 
+/* xpcall: Lua runs a message handler with hooks off, so a handler's
+ * endless loop would escape the budget. */
 static const char *const forbidden[] = {"io", "os", "package", "debug", "dofile",
-                                        "loadfile", "coroutine", "utf8", NULL};
+                                        "loadfile", "coroutine", "utf8", "xpcall",
+                                        NULL};
+
+/* setmetatable without __gc: finalizers run with hooks off (and again at
+ * lua_close), so one could loop forever outside the budget. */
+static int sb_setmetatable(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
+      fe_raise(L, "setmetatable: __gc is not available in model specs");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
 
 /* _G's __index: a clear message for what the sandbox leaves out. */
 static int sb_index(lua_State *L) {
@@ -348,6 +369,9 @@ static void sb_open(lua_State *L, run_ctx *c) {
   }
   lua_pushcfunction(L, sb_load);
   lua_setfield(L, -2, "load");
+  lua_getfield(L, -1, "setmetatable");
+  lua_pushcclosure(L, sb_setmetatable, 1);
+  lua_setfield(L, -2, "setmetatable");
   lua_pushcfunction(L, sb_require);
   lua_setfield(L, -2, "require");
   lua_newtable(L);

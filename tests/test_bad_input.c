@@ -285,6 +285,12 @@ static void sandbox(void **state) {
   spec_fails("local f = load('return 1', 'x', 'b')\n", 1, "text chunks only");
   spec_fails("local x = debug.getinfo(1)\n", 1, "debug is not available");
   spec_fails("local i = 0\nwhile true do i = i + 1 end\n", 2, "instruction budget");
+  spec_fails("local function f() while true do end end\nwhile true do pcall(f) end\n", 0,
+             "instruction budget");
+  spec_fails("xpcall(print, function() while true do end end)\n", 1,
+             "xpcall is not available");
+  spec_fails("local t = setmetatable({}, {__gc = function() while true do end end})\n", 1,
+             "__gc is not available");
   spec_fails("local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 1e5) .. i end\n", 0,
              "spec exceeded its memory limit of 256 MiB");
   spec_fails("local s = string.rep('x', 1e12)\n", 1, "too large");

@@ -211,6 +211,18 @@ static void sandbox_has_no_io_or_os(void **state) {
   m = expand_err("while true do end\n");
   assert_contains(m, "runs too long");
   free(m);
+  /* the limits are fe_options' */
+  fe_options lim = {.root = "/r", .max_instructions = 1000000, .max_memory = 1 << 20};
+  fe_error *err = calloc(1, sizeof *err);
+  fe_experiment *x = NULL;
+  assert_int_equal(fe_load_experiment_string("for i = 1, 1e7 do end\nreturn {}\n", "l.lua",
+                                             &lim, &x, err), -1);
+  assert_contains(err->msg, "runs too long");
+  assert_int_equal(fe_load_experiment_string("local t = {}\nfor i = 1, 1e6 do t[i] = i end\n"
+                                             "return {}\n", "l.lua", &lim, &x, err), -1);
+  assert_contains(err->msg, "not enough memory");
+  assert_null(x);
+  free(err);
   /* what is there works */
   fe_experiment *e = expand_ok(
       "local lrs = {}\n"
