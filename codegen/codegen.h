@@ -32,10 +32,17 @@
  * Numerics: float32 throughout. exp, log and everything built on them
  * (sigmoid, silu, softplus, tanh, softmax, cross_entropy, scan) use
  * inline vectorisable approximations (range reduction + polynomial,
- * measured within 3 ulp of libm; +-inf, NaN, 0 and denormals handled).
+ * measured within 3 ulp of libm; +-inf, NaN and 0 handled). By default a
+ * kernel runs with denormals flushed to zero (x86 FTZ and DAZ, set on
+ * entry, the caller's mode restored on return): denormal inputs read as
+ * 0, results below FLT_MIN may come out as 0, and where exp's argument
+ * is known <= 0 (softmax, cross-entropy, sigmoid/silu/softplus's
+ * exp(-|x|)) or is the scan's decay, a leaner exp is used (mathfn.c).
+ * cg_options.denormals keeps IEEE denormals (and the full exp).
  * Fast-math flags appear only on accumulations: 'reassoc' on reductions
- * (sum, mean, amax, softmax and cross-entropy sums, scan's sum over the
- * state) so that they vectorise, 'contract' on multiply-adds (matmul,
+ * (sum, mean, amax, softmax and cross-entropy sums, dot products of a
+ * few rows against a transposed matrix, the scan backward's sums over
+ * channels) so that they vectorise, 'contract' on multiply-adds (matmul,
  * conv1d, scan) to allow FMA. So results differ from the interpreter's
  * (double within an op, rounded to float after it) in the last bits,
  * never by more than the accumulation order explains. Masked softmax
@@ -46,8 +53,16 @@
  * (permute, slice, expand) and fills are fused into their consumer's loop
  * (an elementwise op, a view, or a sum/mean/amax) when nothing else reads
  * them; reshapes and contiguous slices are aliases; every other node
- * gets a loop nest of its own. matmul is explicit vector code with
- * register blocking (ops_matmul.c).
+ * gets a loop nest of its own, in an LLVM function of its own that takes
+ * just the buffers it uses (textually identical ones, repeated layers,
+ * are emitted once: emit.c). matmul (ops_matmul.c), softmax
+ * (ops_linalg.c) and the scans (ops_scan.c) are explicit vector code;
+ * LLVM vectorises the rest. Causal attention skips the masked half: a
+ * matmul whose left operand is zero past the causal diagonal (a causal
+ * softmax, products with one) stops its inner loop there, and one whose
+ * result is only read on or below the diagonal skips the column blocks
+ * above it. A scan and its scan_bwd in one kernel share the states and
+ * decays the scan saves, so the reverse pass needs no exp.
  */
 #ifndef RECALL_CODEGEN_H
 #define RECALL_CODEGEN_H

@@ -559,7 +559,6 @@ int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
   for (int v = 0; v < f->n_nodes; v++) {
     if (p->node[v].kind != CG_MAT) continue;
     if (!prof) {
-      if (getenv("RECALL_NOSPLIT")) emit_node(&c, v); else
       emit_node_fn(&c, v, name);
       continue;
     }

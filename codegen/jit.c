@@ -82,7 +82,7 @@ static LLVMTargetMachineRef make_tm(const char *cpu, ir_error *err) {
   char *hcpu = cpu ? NULL : LLVMGetHostCPUName();
   char *feat = cpu ? NULL : LLVMGetHostCPUFeatures();
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(
-      t, triple, cpu ? cpu : hcpu, feat ? feat : "", getenv("RECALL_CGLEVEL") ? (LLVMCodeGenOptLevel)atoi(getenv("RECALL_CGLEVEL")) : LLVMCodeGenLevelAggressive,
+      t, triple, cpu ? cpu : hcpu, feat ? feat : "", LLVMCodeGenLevelAggressive,
       LLVMRelocPIC, LLVMCodeModelDefault);
   if (!tm) ir_err(err, "codegen: cannot create a target machine for %s", triple);
   LLVMDisposeMessage(hcpu);

@@ -18,6 +18,12 @@
 
 enum { VW = 8, RB = 4 };
 
+static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *m) {
+  LLVMValueRef k[8];
+  for (int i = 0; i < 8; i++) k[i] = cg_i32c(c, m[i]);
+  return LLVMBuildShuffleVector(c->B, a, b, LLVMConstVector(k, 8), "");
+}
+
 typedef struct {
   LLVMTypeRef vt;
   LLVMValueRef pa, pb, po; /* A, B (or its copy), out, at this batch */
@@ -180,6 +186,34 @@ static void emit_dot(cg_ctx *c, int v) {
   cg_endfor(c, &lb);
 }
 
+/* dst[dat + k*ld_dst + c] = src[at + c*ld_src + k] for k, c < 8: an 8x8
+ * block transposed in registers (unpack, shuffle, lane swap), 8 vector
+ * loads and stores instead of 64 strided scalar moves. */
+static void transpose8(cg_ctx *c, LLVMValueRef src, LLVMValueRef at, int64_t ld_src,
+                       LLVMValueRef dst, LLVMValueRef dat, int64_t ld_dst) {
+  static const int lo[] = {0, 8, 1, 9, 4, 12, 5, 13}, hi[] = {2, 10, 3, 11, 6, 14, 7, 15};
+  static const int lo2[] = {0, 1, 8, 9, 4, 5, 12, 13}, hi2[] = {2, 3, 10, 11, 6, 7, 14, 15};
+  static const int lo4[] = {0, 1, 2, 3, 8, 9, 10, 11}, hi4[] = {4, 5, 6, 7, 12, 13, 14, 15};
+  LLVMTypeRef vt = LLVMVectorType(c->f32, VW);
+  LLVMValueRef r[8], t[8], u[8], o[8];
+  for (int k = 0; k < 8; k++) {
+    r[k] = LLVMBuildLoad2(c->B, vt, cg_gep(c, c->f32, src, cg_addk(c, at, k * ld_src)), "");
+    LLVMSetAlignment(r[k], 4);
+  }
+#define SHUF(a, b, m) shuffle(c, a, b, m)
+  for (int k = 0; k < 8; k += 2) t[k] = SHUF(r[k], r[k + 1], lo), t[k + 1] = SHUF(r[k], r[k + 1], hi);
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = SHUF(t[k], t[k + 2], lo2), u[k + 1] = SHUF(t[k], t[k + 2], hi2);
+    u[k + 2] = SHUF(t[k + 1], t[k + 3], lo2), u[k + 3] = SHUF(t[k + 1], t[k + 3], hi2);
+  }
+  for (int k = 0; k < 4; k++) o[k] = SHUF(u[k], u[k + 4], lo4), o[k + 4] = SHUF(u[k], u[k + 4], hi4);
+#undef SHUF
+  for (int k = 0; k < 8; k++) {
+    LLVMValueRef st = LLVMBuildStore(c->B, o[k], cg_gep(c, c->f32, dst, cg_addk(c, dat, k * ld_dst)));
+    LLVMSetAlignment(st, 4);
+  }
+}
+
 int64_t cg_matmul_scratch(const ir_func *f, int v) {
   const ir_node *n = &f->nodes[v];
   int r = n->type.rank;
@@ -212,7 +246,17 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   LLVMValueRef boff = cg_mulk(c, b, m.K * m.N);
   m.pa = cg_gep(c, c->f32, pa, cg_mulk(c, b, m.M * m.K));
   m.po = cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
-  if (copy) { /* B' [K, npad] = B or B^T, zero padded */
+  LLVMValueRef pb_src = pb;
+  if (copy && n->attr.tb && m.N % VW == 0 && m.K % VW == 0) { /* B' = B^T by 8x8 blocks */
+    LLVMValueRef jb = cg_forn(c, &lj, m.N / VW);
+    LLVMValueRef pb = cg_forn(c, &lp, m.K / VW);
+    LLVMValueRef from = cg_add(c, boff, cg_add(c, cg_mulk(c, jb, VW * m.K), cg_mulk(c, pb, VW)));
+    LLVMValueRef to = cg_add(c, cg_mulk(c, pb, VW * npad), cg_mulk(c, jb, VW));
+    transpose8(c, pb_src, from, m.K, scratch, to, npad);
+    cg_endfor(c, &lp);
+    cg_endfor(c, &lj);
+    m.pb = scratch, m.ldb = npad;
+  } else if (copy) { /* B' [K, npad] = B or B^T, zero padded */
     LLVMValueRef p = cg_forn(c, &lp, m.K);
     LLVMValueRef j = cg_forn(c, &lj, m.N);
     LLVMValueRef bi = n->attr.tb ? cg_add(c, cg_mulk(c, j, m.K), p)

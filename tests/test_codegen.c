@@ -249,7 +249,7 @@ typedef struct {
   int imax; /* i32 leaves in [0, imax) */
 } op_case;
 
-enum { MAXVAR = 32 };
+enum { MAXVAR = 40 };
 static const double TOL = 1e-5, TOL_APPROX = 2e-5, TOL_SCAN = 1e-4,
                     TOL_GRAD = 1e-4;
 
@@ -340,9 +340,11 @@ static int b_bin(ir_func *f, ir_op op, int var) {
  * column pairs, a single vector and a partial one. */
 static int b_matmul(ir_func *f, ir_op op, int var) {
   (void)op;
-  /* {3, 13, 10} with tb: dot products along K, a K % 8 tail */
-  static const int big[][3] = {{9, 13, 29}, {64, 8, 64}, {1, 16, 8}, {12, 33, 17}, {3, 13, 10}};
-  if (var >= 12 + 5 * 4) return -1;
+  /* {3, 13, 10} with tb: dot products along K, a K % 8 tail; {16, 16,
+   * 24} with tb: B transposed by 8x8 blocks along both axes */
+  static const int big[][3] = {{9, 13, 29}, {64, 8, 64}, {1, 16, 8}, {12, 33, 17},
+                               {3, 13, 10}, {16, 16, 24}};
+  if (var >= 12 + 6 * 4) return -1;
   bool ta = var & 1, tb = var & 2;
   int rank = var < 12 ? 2 + var / 4 : 2, M = 5, K = 7, N = 3;
   if (var >= 12) {
