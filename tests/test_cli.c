@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cli_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +21,7 @@ static int run(char **out, const char *args) {
   assert_non_null(bin);
   char cmd[4096];
   snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap);
-  size_t k;
-  while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-    n += k;
-    if (cap - n < 1024) buf = realloc(buf, cap *= 2);
-  }
-  buf[n] = '\0';
-  int st = pclose(p);
-  *out = buf;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return capture_command(out, cmd);
 }
 
 static char *write_tmp(const char *text) {
