@@ -1,6 +1,9 @@
 /* cmd_exec.c — `recall exec`: one forward+backward of a model spec on given
  * weights and tokens, written as logits, loss and grad.<param> — the bridge
- * for checking recall against any other implementation. */
+ * for checking recall against any other implementation. The JIT backend
+ * runs the kernel training runs (rt_model_kernel_function: the demand pass
+ * and the optimiser included), so golden files test what training does;
+ * --backend interp runs the unoptimised autodiff function, the reference. */
 #include "cli.h"
 #include "codegen.h"
 #include "runtime.h"
@@ -15,7 +18,9 @@ static const char *const usage =
     "                   [-o OUT.safetensors] [--set k=v ...] [--backend jit|interp]\n"
     "  W holds every parameter by name (embedding.weight optional: numpy's V\n"
     "  otherwise); T holds tokens i32[B,n] and labels i32[B]. Writes logits\n"
-    "  [B,K], loss (mean cross-entropy) and grad.<name> of the mean loss.\n";
+    "  [B,K], loss (mean cross-entropy) and grad.<name> of the mean loss.\n"
+    "  jit (default) runs the training kernel the runtime compiles; interp the\n"
+    "  unoptimised gradient function on the reference interpreter.\n";
 
 /* Where each leaf of the gradient function gets its data. */
 typedef struct {
@@ -83,7 +88,7 @@ static int run_interp(const binding *b, const int32_t *tokens, int n,
     }
   }
   leaves[b->tok] = tok;
-  leaves[b->pos] = &pos;
+  if (b->pos >= 0) leaves[b->pos] = &pos;
   leaves[b->label] = &lab;
   leaves[b->seed] = &seed;
   double **v = ir_interp(g, IR_PREC_F32, (const double *const *)leaves, err);
@@ -178,15 +183,26 @@ int cmd_exec(int argc, char **argv) {
            tpath, B, n, path, n);
     goto fail;
   }
-  if (!(g = ad_grad(f, "loss", &err))) goto fail;
+  if (ir_find_leaf(f, "pos") < 0 || ir_find_leaf(f, "label") < 0 ||
+      ir_find_output(f, "logits") < 0 || ir_find_output(f, "loss") < 0) {
+    ir_err(&err, "%s: a model needs inputs tokens, pos, label and outputs "
+                 "logits, loss", path);
+    goto fail;
+  }
+  /* The JIT runs what training runs: the runtime's training function (read
+   * at n-1, cut down by the demand pass, optimised). The interpreter runs
+   * the unoptimised gradient function, the reference. */
+  g = strcmp(backend, "interp") ? rt_model_kernel_function(f, true, &err)
+                                : ad_grad(f, "loss", &err);
+  if (!g) goto fail;
   b.g = g;
   b.fixed = calloc((size_t)g->n_nodes, sizeof *b.fixed);
   b.tok = ir_find_leaf(g, "tokens");
-  b.pos = ir_find_leaf(g, "pos");
+  b.pos = ir_find_leaf(g, "pos"); /* -1 in the training function: bound */
   b.label = ir_find_leaf(g, "label");
   b.seed = ir_find_leaf(g, "grad.loss");
   int lg_out = ir_find_output(g, "logits"), loss_out = ir_find_output(g, "loss");
-  if (b.pos < 0 || b.label < 0 || lg_out < 0 || loss_out < 0) {
+  if (b.label < 0 || b.seed < 0 || lg_out < 0 || loss_out < 0) {
     ir_err(&err, "%s: a model needs inputs tokens, pos, label and outputs "
                  "logits, loss", path);
     goto fail;

@@ -10,6 +10,7 @@
 
 int cmd_llvm(int argc, char **argv);  /* cmd_llvm.c */
 int cmd_bench(int argc, char **argv); /* cmd_bench.c */
+int cmd_check(int argc, char **argv); /* cmd_check.c */
 
 static const struct {
   const char *name;
@@ -33,6 +34,9 @@ static const struct {
     {"llvm", cmd_llvm,
      "llvm MODEL.lua|FILE.ir [--set k=v ...] [--kernel fwd|bwd] [--asm]\n"
      "          [--cpu NAME]"},
+    {"check", cmd_check,
+     "check MODEL.lua [--set k=v ...] [--seed S] [--examples B] [--samples N]\n"
+     "          [--tol fd|jit|passes=R ...]"},
     {"bench", cmd_bench,
      "bench MODEL.lua [--set k=v ...] [--threads N] [--steps N] [--json]"},
     {"report", cmd_report, "report DIR [--no-render] [-q]"},
