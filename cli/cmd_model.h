@@ -15,6 +15,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_inspect(int argc, char **argv); /* cmd_inspect.c */
 
 /* The task and training keys (K, L, M, tau, seed, lr, ...), with their
  * defaults and meaning: the table printed by `recall train --help`. */

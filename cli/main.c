@@ -25,6 +25,8 @@ static const struct {
      "          [--backend jit|interp]"},
     {"eval", cmd_eval,
      "eval CHECKPOINT [--lengths A..B] [-n N] [-o FILE.csv] [--threads N]"},
+    {"inspect", cmd_inspect,
+     "inspect CHECKPOINT [--example N] [-o DIR] [--length n] [--seed s]"},
     {"exec", cmd_exec,
      "exec MODEL.lua --weights W.safetensors --tokens T.safetensors\n"
      "          [-o OUT.safetensors] [--set k=v ...] [--backend interp]"},

@@ -14,6 +14,8 @@ typedef struct {
   ir_func *f;
   fe_param *params;
   int n_params, cap_params;
+  fe_probe *probes; /* names owned */
+  int n_probes, cap_probes;
   char scope[FE_SCOPE_MAX]; /* "layers.0.mixer" or "" */
   char libprefix[FE_PATH_MAX]; /* "@ROOT/specs/lib/": library chunks */
 } fe_builder;

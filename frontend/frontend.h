@@ -56,6 +56,15 @@ typedef struct {
   char *str;   /* FE_VAL_STR (owned), else NULL */
 } fe_value;
 
+/* A probe: an interior value the spec marked with probe(name, x) for
+ * inspection (`recall inspect`: attention weights, Mamba's dt). A probe is
+ * not an output and adds no node: the model's function, and so its
+ * kernels, are the same with or without probes. */
+typedef struct {
+  char *name; /* owned; scoped like params: "layers.1.mixer.attn" */
+  int node;   /* id of the probed node in the model's function */
+} fe_probe;
+
 typedef struct {
   ir_func *f;          /* owned; a caller may take it and set f = NULL */
   char *path;          /* the spec's path or chunk name (owned) */
@@ -66,6 +75,8 @@ typedef struct {
   int n_consts;
   fe_value *config;    /* every option, sorted by key */
   int n_config;
+  fe_probe *probes;    /* in creation order; names unique */
+  int n_probes;
 } fe_model;
 
 /* Where the spec's library lives and the --set pairs it runs with.
@@ -107,6 +118,12 @@ void fe_model_free(fe_model *m);
 
 /* Lookups; NULL if absent. */
 const fe_param *fe_find_param(const fe_model *m, const char *name);
+const fe_probe *fe_find_probe(const fe_model *m, const char *name);
+/* A copy of m->f with every probe added as an output "probe.<name>" after
+ * the function's own outputs (in probe order), for a caller that wants the
+ * probed values (the interpreter computes them anyway; a kernel would drop
+ * them without the output). NULL with a message if m->f was taken. */
+ir_func *fe_probe_function(const fe_model *m, ir_error *err);
 const fe_value *fe_config(const fe_model *m, const char *key);
 /* The option as a number (FE_VAL_NUM or FE_VAL_BOOL), else dflt. */
 double fe_config_num(const fe_model *m, const char *key, double dflt);

@@ -573,6 +573,8 @@ static int load(const char *code, const char *name, const fe_options *opt,
   m->path = xstrdup(name);
   m->params = b.params;
   m->n_params = b.n_params;
+  m->probes = b.probes;
+  m->n_probes = b.n_probes;
   for (int i = 0; i < m->n_params; i++)
     m->params[i].name = xstrdup(b.f->nodes[m->params[i].node].name);
   for (int i = 0; i < b.f->n_nodes; i++)
@@ -605,6 +607,8 @@ void fe_model_free(fe_model *m) {
   free(m->path);
   for (int i = 0; i < m->n_params; i++) free(m->params[i].name);
   free(m->params);
+  for (int i = 0; i < m->n_probes; i++) free(m->probes[i].name);
+  free(m->probes);
   free(m->consts);
   for (int i = 0; i < m->n_config; i++) {
     free(m->config[i].key);
@@ -618,6 +622,33 @@ const fe_param *fe_find_param(const fe_model *m, const char *name) {
   for (int i = 0; i < m->n_params; i++)
     if (!strcmp(m->params[i].name, name)) return &m->params[i];
   return NULL;
+}
+
+const fe_probe *fe_find_probe(const fe_model *m, const char *name) {
+  for (int i = 0; i < m->n_probes; i++)
+    if (!strcmp(m->probes[i].name, name)) return &m->probes[i];
+  return NULL;
+}
+
+ir_func *fe_probe_function(const fe_model *m, ir_error *err) {
+  if (!m->f) {
+    ir_err(err, "%s: the model's function was taken", m->path);
+    return NULL;
+  }
+  ir_func *f = ir_func_clone(m->f);
+  for (int i = 0; i < m->n_probes; i++) {
+    size_t n = strlen(m->probes[i].name) + 7;
+    char *name = malloc(n);
+    if (!name) abort();
+    snprintf(name, n, "probe.%s", m->probes[i].name);
+    int rc = ir_add_output(f, name, m->probes[i].node, err);
+    free(name);
+    if (rc < 0) {
+      ir_func_free(f);
+      return NULL;
+    }
+  }
+  return f;
 }
 
 const fe_value *fe_config(const fe_model *m, const char *key) {

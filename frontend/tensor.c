@@ -182,6 +182,32 @@ static int l_leaf(lua_State *L) {
   return push_tensor(L, id);
 }
 
+/* probe(name, x) or x:probe(name): records x under the scoped name for
+ * inspection and returns x. No node and no output: the graph is the same
+ * with or without probes. */
+static int l_probe(lua_State *L) {
+  bool method = lua_type(L, 1) == LUA_TUSERDATA;
+  int x = check_tensor(L, method ? 1 : 2);
+  const char *local = luaL_checkstring(L, method ? 2 : 1);
+  if (!*local) fe_raise(L, "probe: the name is empty");
+  const char *name = scoped(L, local);
+  fe_builder *b = fe_builder_get(L);
+  for (int i = 0; i < b->n_probes; i++)
+    if (!strcmp(b->probes[i].name, name))
+      fe_raise(L, "probe \"%s\": a probe of that name exists already", name);
+  if (b->n_probes == b->cap_probes) {
+    int cap = b->cap_probes ? 2 * b->cap_probes : 8;
+    fe_probe *p = realloc(b->probes, sizeof *p * (size_t)cap);
+    if (!p) fe_raise(L, "out of memory");
+    b->probes = p, b->cap_probes = cap;
+  }
+  char *copy = malloc(strlen(name) + 1);
+  if (!copy) fe_raise(L, "out of memory");
+  b->probes[b->n_probes++] = (fe_probe){strcpy(copy, name), x};
+  lua_pushvalue(L, method ? 1 : 2);
+  return 1;
+}
+
 static int l_output(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   int x = check_tensor(L, 2);
@@ -462,6 +488,7 @@ void fe_open_tensor(lua_State *L) {
   static const luaL_Reg plain[] = {
       {"input", l_input},     {"param", l_param},     {"const", l_const},
       {"fill", l_fill},       {"leaf", l_leaf},       {"output", l_output},
+      {"probe", l_probe},
       {"matmul", l_matmul},   {"permute", l_permute}, {"T", l_T},
       {"reshape", l_reshape}, {"expand", l_expand},   {"slice", l_slice},
       {"pad", l_pad},         {"concat", l_concat},   {"softmax", l_softmax},

@@ -116,7 +116,8 @@ function nn.attention(x, o)
     q, k = nn.rope(q, cos, sin), nn.rope(k, cos, sin)
   end
   q, k, v = q:permute{1, 0, 2}, k:permute{1, 0, 2}, v:permute{1, 0, 2} -- [H, n, dh]
-  local w = (q:matmul(k, {tb = true}) / math.sqrt(dh)):softmax{causal = true}
+  -- the weights [H, n, n] (query, key), probed for `recall inspect`
+  local w = probe("attn", (q:matmul(k, {tb = true}) / math.sqrt(dh)):softmax{causal = true})
   local y = w:matmul(v):permute{1, 0, 2}:reshape{n, d}
   return nn.linear(y, "wo", d)
 end
@@ -134,8 +135,8 @@ function nn.mamba(x, o)
   u = silu(conv1d(u, cw) + cb)
   local dbc = nn.linear(u, "x_proj", R + 2 * N)
   local dt, bc = dbc:slice(1, 0, R), dbc:slice(1, R, R + 2 * N) -- bc = [B | C]
-  local delta = softplus(nn.linear(dt, "dt_proj", E,
-    {init = nn.fan_in_uniform(R), bias = init.dt_bias{dt_min = 1e-3, dt_max = 0.1, floor = 1e-4}}))
+  local delta = probe("dt", softplus(nn.linear(dt, "dt_proj", E, -- [n, E], probed
+    {init = nn.fan_in_uniform(R), bias = init.dt_bias{dt_min = 1e-3, dt_max = 0.1, floor = 1e-4}})))
   local A = -exp(param("A_log", {E, N}, init.a_log()))
   local y = scan(u, delta, A, bc) + u * param("D", {E}, init.constant(1))
   y = y * silu(z)
