@@ -363,7 +363,7 @@ static int end_of_line(parser *P, const char *after) {
 /* output "name" = %id   (the word "output" already read) */
 static int output_line(parser *P) {
   char *name = NULL;
-  int node, rc = -1;
+  int node = -1, rc = -1;
   if (string(P, &name)) return -1;
   if (expect(P, '=', "'=' after the output's name") || use(P, &node) ||
       end_of_line(P, "the output"))

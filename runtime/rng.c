@@ -101,7 +101,7 @@ static double pairwise_sum(const double *a, size_t n) {
 
 void rt_embedding_V64(int K, int d, double *out) {
   rt_numpy_randn(0, (size_t)K * (size_t)d, out);
-  double *sq = malloc(sizeof *sq * (size_t)(d > 0 ? d : 1));
+  double *sq = calloc((size_t)(d > 0 ? d : 1), sizeof *sq);
   if (!sq) abort();
   for (int k = 0; k < K; k++) {
     double *row = out + (size_t)k * (size_t)d;
