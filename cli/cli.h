@@ -2,6 +2,7 @@
 #ifndef RECALL_CLI_H
 #define RECALL_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "frontend.h"
@@ -21,6 +22,16 @@ int cmd_exec(int argc, char **argv);
  * other commands (`recall run` at its end): 0 ok, 1 error (printed). */
 int cmd_report(int argc, char **argv);
 int cli_report(const char *dir, bool quiet);
+
+/* signals.c: SIGINT/SIGTERM for the long commands. cli_catch_signals
+ * installs the handler: the first signal sets cli_stop to its number
+ * (pass &cli_stop as the `stop` of rt_train_config / rt_sweep_config and
+ * check it between pieces of work), a second exits at once with 128 + its
+ * number. cli_stop_status: the exit status of a stopped command (130 for
+ * SIGINT, 143 for SIGTERM). */
+extern volatile sig_atomic_t cli_stop;
+void cli_catch_signals(void);
+int cli_stop_status(void);
 
 /* Helpers shared by the commands. */
 void cli_error(const char *cmd, const char *fmt, ...)

@@ -1,6 +1,7 @@
 /* cmd_eval.c — `recall eval`: a length sweep of a trained checkpoint. The
  * checkpoint's metadata names the spec and holds the run's options, so the
- * model is rebuilt exactly; the sweep's data stream is the run's. */
+ * model is rebuilt exactly; the sweep's data stream is the run's.
+ * SIGINT/SIGTERM stop the sweep (status 130/143) and nothing is written. */
 #include "cmd_model.h"
 
 #include <stdlib.h>
@@ -75,6 +76,7 @@ int cmd_eval(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  cli_catch_signals();
   ir_error err;
   rt_tensors *ck = rt_checkpoint_read(path, &err);
   if (!ck) {
@@ -115,10 +117,17 @@ int cmd_eval(int argc, char **argv) {
     goto out;
   }
   rt_sweep_config sc = {.M = r.train.M, .tau = r.train.tau, .seed = r.train.seed,
-                        .lo = lo, .hi = hi, .n_seq = n_seq ? n_seq : r.sweep_n};
+                        .lo = lo, .hi = hi, .n_seq = n_seq ? n_seq : r.sweep_n,
+                        .stop = &cli_stop};
   rt_sweep_row *rows;
   int nr;
-  if (rt_sweep(r.rm, &sc, &rows, &nr, NULL, NULL, &err) < 0) {
+  int src = rt_sweep(r.rm, &sc, &rows, &nr, NULL, NULL, &err);
+  if (src == RT_STOPPED) {
+    cli_error("eval", "interrupted; nothing written");
+    status = cli_stop_status();
+    goto out;
+  }
+  if (src < 0) {
     cli_error("eval", "%s", err.msg);
     goto out;
   }

@@ -3,7 +3,14 @@
  * process's JIT kernel cache: runs that differ only in seed, lr or task
  * compile nothing new) and writes the experiment directory of
  * .notes/results-format.md. A study spec runs each of its experiments into
- * DIR/<name>/ and concatenates their results. */
+ * DIR/<name>/ and concatenates their results.
+ *
+ * SIGINT/SIGTERM (cli/signals.c): the workers stop at their next training
+ * step or sweep length and take no new run; an unfinished run gets no
+ * `done` marker (--resume redoes it from scratch), results.csv and the
+ * report are not written, and the command exits with 130 / 143. Every
+ * file is renamed into place complete, so the directory holds complete
+ * files or none. */
 #include "cmd_run.h"
 
 #include <dirent.h>
@@ -251,6 +258,31 @@ static void h_sweep(void *c, int done, int total) {
 static const char *const run_files[] = {"done", "config.json", "train.csv", "sweep.csv",
                                         "checkpoint.safetensors", NULL};
 
+/* A temporary file of rt_write_atomic / rt_st_write: NAME.tmp.PID.N. */
+static bool is_temp_name(const char *name) {
+  const char *t = strstr(name, ".tmp.");
+  if (!t || t == name) return false;
+  const char *s = t + 5;
+  size_t a = strspn(s, "0123456789");
+  if (!a || s[a] != '.') return false;
+  s += a + 1;
+  size_t b = strspn(s, "0123456789");
+  return b && !s[b];
+}
+
+/* Removes the temporary files a killed earlier attempt left in dir (a
+ * second signal exits without waiting for a write to finish). */
+static void remove_temps(const char *dir) {
+  DIR *d = opendir(dir);
+  for (struct dirent *de; d && (de = readdir(d));) {
+    if (!is_temp_name(de->d_name)) continue;
+    char *f = join(dir, de->d_name);
+    unlink(f);
+    free(f);
+  }
+  if (d) closedir(d);
+}
+
 /* Files of an unfinished earlier attempt: a redo must not inherit them. */
 static void clear_run_dir(const char *dir) {
   for (int i = 0; run_files[i]; i++) {
@@ -258,6 +290,7 @@ static void clear_run_dir(const char *dir) {
     unlink(f);
     free(f);
   }
+  remove_temps(dir);
 }
 
 static void finish_line(pool *p, const job *j, int rc, const cr_outcome *o, double secs) {
@@ -288,7 +321,7 @@ static void *work(void *arg) {
   cr_hooks hooks = {h_compile, h_step, h_eval, h_sweep, w};
   for (;;) {
     pthread_mutex_lock(&p->lock);
-    if (p->next >= p->n_jobs) {
+    if (p->next >= p->n_jobs || cli_stop) {
       pthread_mutex_unlock(&p->lock);
       break;
     }
@@ -327,9 +360,17 @@ static void *work(void *arg) {
     s->active = false;
     /* a failed run does not stop the others: its message is printed now,
      * the summary counts it and --resume redoes it */
-    if (rc < 0) p->failed++, p->job_failed[ji] = true;
-    else p->finished++;
-    finish_line(p, &j, rc, &o, t);
+    if (rc == RT_STOPPED) {
+      char line[512];
+      snprintf(line, sizeof line, "recall run: %s%s%s: interrupted %s %ld steps",
+               p->study ? x->e->name : "", p->study ? "/" : "", x->e->runs[j.r].name,
+               o.trained ? "in the sweep, after" : "after", o.train.steps);
+      say(p, line);
+    } else {
+      if (rc < 0) p->failed++, p->job_failed[ji] = true;
+      else p->finished++;
+      finish_line(p, &j, rc, &o, t);
+    }
     pthread_mutex_unlock(&p->lock);
   }
   return NULL;
@@ -487,6 +528,10 @@ static int prepare_dir(xp *x, bool resume) {
     goto out;
   }
   if (cm_mkdirs("run", x->dir) < 0) goto out;
+  remove_temps(x->dir);
+  char *fig = join(x->dir, "figures");
+  remove_temps(fig);
+  free(fig);
   for (int i = 0; i < x->e->n_runs; i++) {
     char *runs = join(x->dir, "runs"), *rd = join(runs, x->e->runs[i].name);
     char *done = join(rd, "done");
@@ -536,6 +581,7 @@ static int setup_runs(xp *x) {
       cli_error("run", "%s: in run %s (model %s, spec %s)", e->path, r->name, r->label, r->spec);
       return -1;
     }
+    x->cm[i].train.stop = &cli_stop;
   }
   return 0;
 }
@@ -676,6 +722,7 @@ int cmd_run(int argc, char **argv) {
     cli_settings_free(&a.set);
     return st == 1 ? 0 : 2;
   }
+  cli_catch_signals();
   int status = 1, n_xps = 0;
   xp *xps = NULL;
   pool p = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -712,8 +759,14 @@ int cmd_run(int argc, char **argv) {
     status = 0;
     goto out;
   }
+  if (cli_stop) { /* while loading the specs: nothing written yet */
+    cli_error("run", "interrupted before any run started; nothing was written");
+    status = cli_stop_status();
+    goto out;
+  }
   for (int i = 0; i < n_xps; i++)
     if (prepare_dir(&xps[i], a.resume) < 0) goto out;
+  if (top) remove_temps(a.dir);
   if (top && write_study_json(top, xps, n_xps, a.dir) < 0) goto out;
 
   p = (pool){.lock = PTHREAD_MUTEX_INITIALIZER, .xps = xps, .n_xps = n_xps,
@@ -739,6 +792,14 @@ int cmd_run(int argc, char **argv) {
   double t0 = now();
   run_pool(&p, a.jobs);
   double secs = now() - t0;
+  if (cli_stop) {
+    /* results.csv and the report would describe a part as if it were the
+     * whole: leave them to the --resume that finishes the experiment */
+    cli_error("run", "interrupted: %d of %d runs finished; rerun with --resume to finish "
+              "(recall run %s -o %s --resume)", p.finished + p.skipped, p.total, a.spec, a.dir);
+    status = cli_stop_status();
+    goto out;
+  }
 
   char msg[1024];
   int all_done = 0;
@@ -774,7 +835,20 @@ int cmd_run(int argc, char **argv) {
               a.spec, a.dir);
     goto out;
   }
-  if (make_report(a.dir) < 0) goto out;
+  if (cli_stop) {
+    cli_error("run", "interrupted: all %d runs finished and results.csv is written, the "
+              "report is not; `recall report %s` or --resume writes it", p.total, a.dir);
+    status = cli_stop_status();
+    goto out;
+  }
+  int rep = make_report(a.dir);
+  if (cli_stop) { /* a Ctrl-C also reaches the report's gnuplot children */
+    cli_error("run", "interrupted: all %d runs finished and results.csv is written; the "
+              "report may be incomplete: `recall report %s` writes it again", p.total, a.dir);
+    status = cli_stop_status();
+    goto out;
+  }
+  if (rep < 0) goto out;
   fprintf(stderr, "recall run: %d runs (%d trained now) in %s; wrote %s\n", p.total,
           p.n_jobs, el, a.dir);
   status = 0;

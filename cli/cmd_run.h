@@ -29,6 +29,7 @@ typedef struct {
 
 typedef struct {
   rt_train_result train;
+  bool trained;         /* training ended and the checkpoint is written */
   bool swept;           /* sweep.csv written */
   int lo, hi;           /* its lengths */
   double mean_acc;      /* over those lengths */
@@ -40,7 +41,9 @@ typedef struct {
  * atomically. A run that diverges is an outcome, not an error: config.json
  * records it and there is no checkpoint or sweep. Thread-safe for
  * different r. Prints the error ("recall CMD: ...") and returns -1 on
- * failure. */
+ * failure; returns RT_STOPPED, printing nothing, when r->train.stop was
+ * raised (training and sweep read it; the files so far stay, each
+ * complete, and the caller must not mark the run done). */
 int cr_train_run(cm_run *r, const char *dir, const char *backend, int threads,
                  const cr_hooks *h, cr_outcome *out);
 

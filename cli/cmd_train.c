@@ -2,7 +2,8 @@
  * associative recall, then a length sweep; writes config.json, train.csv,
  * sweep.csv and checkpoint.safetensors into the run's directory, each
  * atomically. Progress on one updating line when stderr is a terminal;
- * otherwise quiet but for one summary line. */
+ * otherwise quiet but for one summary line. SIGINT/SIGTERM stop it at the
+ * next step or sweep length with status 130/143, the files so far intact. */
 #include "cmd_model.h"
 
 #include <math.h>
@@ -142,8 +143,10 @@ int cmd_train(int argc, char **argv) {
     goto out;
   }
   status = 1;
+  cli_catch_signals();
   cm_run r;
   if (cm_setup(&r, "train", spec, set.keys, set.values, set.n) < 0) goto done;
+  r.train.stop = &cli_stop;
   char defdir[512];
   if (!dir) {
     snprintf(defdir, sizeof defdir, "runs/%s", r.model);
@@ -168,9 +171,16 @@ int cmd_train(int argc, char **argv) {
   }
   rt_train_hooks hooks = {on_step, on_eval, &p};
   rt_train_result tr;
-  if (rt_train(r.rm, &r.train, &hooks, &tr, &err) < 0) {
+  int trc = rt_train(r.rm, &r.train, &hooks, &tr, &err);
+  if (trc < 0) {
     clear_line(&p);
-    cli_error("train", "%s", err.msg);
+    if (trc == RT_STOPPED) {
+      cli_error("train", "interrupted after %ld steps; %s has config.json and the train.csv "
+                "of the steps so far, no checkpoint", tr.steps, dir);
+      status = cli_stop_status();
+    } else {
+      cli_error("train", "%s", err.msg);
+    }
     goto files;
   }
   clear_line(&p);
@@ -202,14 +212,21 @@ int cmd_train(int argc, char **argv) {
   int lo = 0, hi = 0;
   if (r.sweep_n > 0) {
     rt_sweep_config sc = {.M = r.train.M, .tau = r.train.tau, .seed = r.train.seed,
-                          .n_seq = r.sweep_n};
+                          .n_seq = r.sweep_n, .stop = &cli_stop};
     rt_sweep_row *rows;
     int n;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    if (rt_sweep(r.rm, &sc, &rows, &n, on_sweep, &p, &err) < 0) {
+    int src = rt_sweep(r.rm, &sc, &rows, &n, on_sweep, &p, &err);
+    if (src < 0) {
       clear_line(&p);
-      cli_error("train", "sweep: %s", err.msg);
+      if (src == RT_STOPPED) {
+        cli_error("train", "interrupted in the sweep; %s is written (recall eval sweeps it)",
+                  ck_path);
+        status = cli_stop_status();
+      } else {
+        cli_error("train", "sweep: %s", err.msg);
+      }
       goto files;
     }
     clock_gettime(CLOCK_MONOTONIC, &b);

@@ -72,13 +72,15 @@ static void result_json(rt_buf *res, const rt_train_result *tr) {
 
 static int sweep(cm_run *r, ctx *p, const char *path, rt_buf *res, cr_outcome *out) {
   rt_sweep_config sc = {.M = r->train.M, .tau = r->train.tau, .seed = r->train.seed,
-                        .n_seq = r->sweep_n};
+                        .n_seq = r->sweep_n, .stop = r->train.stop};
   rt_sweep_row *rows;
   int n;
   ir_error err;
   struct timespec a, b;
   clock_gettime(CLOCK_MONOTONIC, &a);
-  if (rt_sweep(r->rm, &sc, &rows, &n, on_sweep, p, &err) < 0) {
+  int rc = rt_sweep(r->rm, &sc, &rows, &n, on_sweep, p, &err);
+  if (rc == RT_STOPPED) return rc;
+  if (rc < 0) {
     cli_error(r->cmd, "sweep: %s", err.msg);
     return -1;
   }
@@ -94,7 +96,7 @@ static int sweep(cm_run *r, ctx *p, const char *path, rt_buf *res, cr_outcome *o
   out->hi = n ? rows[n - 1].length : 0;
   out->mean_acc = mean;
   free(rows);
-  int rc = rt_write_atomic(path, sw.s, sw.len, &err);
+  rc = rt_write_atomic(path, sw.s, sw.len, &err);
   if (rc < 0) cli_error(r->cmd, "%s", err.msg);
   else out->swept = true;
   rt_buf_free(&sw);
@@ -119,7 +121,12 @@ int cr_train_run(cm_run *r, const char *dir, const char *backend, int threads,
   if (cm_model(r, strcmp(backend, "jit") ? RT_BACKEND_INTERP : RT_BACKEND_JIT, threads, true) < 0)
     goto out;
   rt_train_hooks hooks = {on_step, on_eval, &p};
-  if (rt_train(r->rm, &r->train, &hooks, &out->train, &err) < 0) {
+  int trc = rt_train(r->rm, &r->train, &hooks, &out->train, &err);
+  if (trc == RT_STOPPED) {
+    rc = trc;
+    goto out;
+  }
+  if (trc < 0) {
     cli_error(r->cmd, "%s", err.msg);
     goto out;
   }
@@ -136,7 +143,8 @@ int cr_train_run(cm_run *r, const char *dir, const char *backend, int threads,
     cli_error(r->cmd, "%s", err.msg);
     goto out;
   }
-  if (r->sweep_n > 0 && sweep(r, &p, sweep_path, &res, out) < 0) goto out;
+  out->trained = true;
+  if (r->sweep_n > 0 && (rc = sweep(r, &p, sweep_path, &res, out)) < 0) goto out;
   rt_buf_printf(&res, "}");
   rc = write_config(r, cfg_path, backend, threads, res.s);
 out:

@@ -10,11 +10,16 @@
 #ifndef RECALL_RUNTIME_H
 #define RECALL_RUNTIME_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ir.h"
+
+/* Returned by rt_train and rt_sweep when their `stop` flag was raised
+ * (an interrupted call, not an error: err says where it stopped). */
+#define RT_STOPPED (-2)
 
 /* ======================================================================
  * safetensors.c — tensor containers and the safetensors file format
@@ -412,6 +417,11 @@ double rt_optim_step(rt_optim *o, float *p, float *g);
  * max_steps, or at the first non-finite loss (status DIVERGED, message
  * "step 412: loss is NaN; stopping (lower the learning rate?)"; the
  * update that would use it is not applied).
+ *
+ * Interruption: `stop` (may be NULL) is read before every step; once it is
+ * nonzero (a SIGINT/SIGTERM handler sets it) rt_train returns RT_STOPPED
+ * at once. Nothing is written by the runtime itself, so the caller decides
+ * what an unfinished run leaves behind.
  * ====================================================================== */
 
 typedef struct {
@@ -424,6 +434,7 @@ typedef struct {
   double target;      /* 0.99 */
   int patience;       /* 2 */
   rt_optim_config opt; /* Adam, lr 1e-3 */
+  const volatile sig_atomic_t *stop; /* NULL; nonzero *stop: RT_STOPPED */
 } rt_train_config;
 
 void rt_train_defaults(rt_train_config *c);
@@ -460,7 +471,8 @@ typedef struct {
 } rt_train_result;
 
 /* Trains m in place (parameters as the caller initialised them). Returns 0
- * when the run ended (even DIVERGED: see res->status) and -1 with a
+ * when the run ended (even DIVERGED: see res->status), RT_STOPPED when
+ * *c->stop was raised (res holds the steps done so far) and -1 with a
  * message on an error (bad config, failed hook). */
 int rt_train(rt_model *m, const rt_train_config *c, const rt_train_hooks *h,
              rt_train_result *res, ir_error *err);
@@ -478,6 +490,7 @@ typedef struct {
   uint64_t seed;
   int lo, hi; /* lengths; 0, 0: tau+2 .. 3L */
   int n_seq;  /* sequences per length; 0: 1000 */
+  const volatile sig_atomic_t *stop; /* NULL, or read before each length */
 } rt_sweep_config;
 
 typedef struct {
@@ -487,7 +500,8 @@ typedef struct {
 } rt_sweep_row;
 
 /* Fills *rows (malloc'd, *n_rows = hi - lo + 1). progress (may be NULL)
- * is called after each length. -1 with a message on error. */
+ * is called after each length. -1 with a message on error; RT_STOPPED
+ * (nothing in *rows) when *c->stop was raised. */
 int rt_sweep(rt_model *m, const rt_sweep_config *c, rt_sweep_row **rows,
              int *n_rows, void (*progress)(void *ctx, int done, int total),
              void *ctx, ir_error *err);

@@ -24,6 +24,11 @@ int rt_sweep(rt_model *m, const rt_sweep_config *c, rt_sweep_row **rows,
   if (!out || !tok || !lab) abort();
   int rc = 0;
   for (int n = lo; n <= hi && rc == 0; n++) {
+    if (c->stop && *c->stop) {
+      ir_err(err, "sweep: interrupted after %d of %d lengths", n - lo, total);
+      rc = RT_STOPPED;
+      break;
+    }
     rt_ar_task task = {rt_model_K(m), c->M, c->tau, n};
     rt_ar_batch(c->seed, RT_STREAM_SWEEP + (uint64_t)n, 0, n_seq, &task, tok, lab);
     rt_batch_stats st;
@@ -36,7 +41,7 @@ int rt_sweep(rt_model *m, const rt_sweep_config *c, rt_sweep_row **rows,
   free(lab);
   if (rc < 0) {
     free(out);
-    return -1;
+    return rc;
   }
   *rows = out;
   *n_rows = total;

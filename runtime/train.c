@@ -64,6 +64,12 @@ int rt_train(rt_model *m, const rt_train_config *c, const rt_train_hooks *h,
   if (rt_model_eval_batch(m, L, L, ttok, tlab, 1, NULL, NULL, err) < 0) goto out;
   t0 = now_s();
   for (long step = 0;; step++) {
+    if (c->stop && *c->stop) {
+      ir_err(err, "training: interrupted after %ld of %ld steps", step,
+             c->max_steps);
+      rc = RT_STOPPED;
+      goto out;
+    }
     bool last = step == c->max_steps;
     if ((step > 0 && step % c->eval_every == 0) || (last && since > 0)) {
       rt_batch_stats ts;
