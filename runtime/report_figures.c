@@ -43,12 +43,17 @@ void rt_gp_begin(rt_buf *b, const char *by, const char *name,
   rt_buf_printf(b, "# %s\n# Written by %s. Re-render from this directory with\n"
                 "#   gnuplot %s.gp\n# which writes %s.png and %s.svg from %s.dat.\n\n",
                 title, by, name, name, name, name);
-  rt_buf_printf(b, "dat = '%s.dat'\ndo for [t = 1:2] {\n  if (t == 1) {\n"
+  /* png and svg may be set with -e: recall renders to temporary names
+   * and renames them, so a figure is complete or absent. */
+  rt_buf_printf(b, "dat = '%s.dat'\n"
+                "if (!exists('png')) png = '%s.png'\n"
+                "if (!exists('svg')) svg = '%s.svg'\n"
+                "do for [t = 1:2] {\n  if (t == 1) {\n"
                 "    set terminal pngcairo size %d,%d noenhanced font 'Sans,10'\n"
-                "    set output '%s.png'\n  } else {\n"
+                "    set output png\n  } else {\n"
                 "    set terminal svg size %d,%d noenhanced font 'Sans,10' "
-                "background '#ffffff'\n    set output '%s.svg'\n  }\n",
-                name, w, h, name, w, h, name);
+                "background '#ffffff'\n    set output svg\n  }\n",
+                name, name, name, w, h, w, h);
 }
 
 void rt_gp_end(rt_buf *b) { rt_buf_printf(b, "}\nset output\n"); }
@@ -66,19 +71,51 @@ int rt_gp_write(const char *dir, const char *name, const rt_buf *dat,
   return rc;
 }
 
-/* Runs `gnuplot NAME.gp` in dir with stderr to NAME.log. Everything the
- * child needs is built before fork. */
-static pid_t spawn_gnuplot(const char *prog, const char *dir, const char *gp,
-                           const char *log) {
+/* The temporary names a figure renders to (NAME.png.tmp.PID.N, the
+ * pattern --resume cleans up) and the -e that sets them. */
+static void temp_names(const char *name, int k, char png[600], char svg[600],
+                       char set[1400]) {
+  snprintf(png, 600, "%s.png.tmp.%ld.%d", name, (long)getpid(), k);
+  snprintf(svg, 600, "%s.svg.tmp.%ld.%d", name, (long)getpid(), k);
+  snprintf(set, 1400, "png = '%s'; svg = '%s'", png, svg);
+}
+
+/* Runs `gnuplot -e SET NAME.gp` in dir with stderr to NAME.log, in a
+ * process group of its own so that a Ctrl-C meant for recall does not
+ * kill it halfway through a file. Everything the child needs is built
+ * before fork. */
+static pid_t spawn_gnuplot(const char *prog, const char *dir, const char *set,
+                           const char *gp, const char *log) {
   pid_t pid = fork();
   if (pid != 0) return pid;
+  setpgid(0, 0);
   int null = open("/dev/null", O_RDWR);
   if (chdir(dir) < 0) _exit(126);
   int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0666);
   if (null >= 0) dup2(null, 0), dup2(null, 1);
   if (fd >= 0) dup2(fd, 2);
-  execl(prog, prog, gp, (char *)NULL);
+  execl(prog, prog, "-e", set, gp, (char *)NULL);
   _exit(127);
+}
+
+/* Renames the temporary PNG and SVG of a rendered figure into place, or
+ * removes them. Returns 0, or -1 when a rename failed. */
+static int settle(const char *dir, const char *name, int k, bool ok) {
+  char png[600], svg[600], set[1400], fin[600];
+  temp_names(name, k, png, svg, set);
+  int rc = 0;
+  const char *tmp[2] = {png, svg}, *ext[2] = {"png", "svg"};
+  for (int i = 0; i < 2; i++) {
+    char *from = rp_join(dir, tmp[i]);
+    snprintf(fin, sizeof fin, "%s.%s", name, ext[i]);
+    char *to = rp_join(dir, fin);
+    if (!ok || rename(from, to) < 0) {
+      if (ok) rc = -1;
+      unlink(from);
+    }
+    free(from), free(to);
+  }
+  return rc;
 }
 
 int rt_gp_render(const char *prog, const char *dir, const char *const *names,
@@ -88,10 +125,11 @@ int rt_gp_render(const char *prog, const char *dir, const char *const *names,
   int which[PAR], running = 0, next = 0, rc = 0;
   while (next < n || running > 0) {
     if (next < n && running < PAR) {
-      char gp[600], log[600];
+      char gp[600], log[600], png[600], svg[600], set[1400];
       snprintf(gp, sizeof gp, "%s.gp", names[next]);
       snprintf(log, sizeof log, "%s.log", names[next]);
-      pid_t p = spawn_gnuplot(prog, dir, gp, log);
+      temp_names(names[next], next, png, svg, set);
+      pid_t p = spawn_gnuplot(prog, dir, set, gp, log);
       if (p < 0) {
         ir_err(err, "cannot start %s: %s", prog, strerror(errno));
         rc = -1;
@@ -107,13 +145,18 @@ int rt_gp_render(const char *prog, const char *dir, const char *const *names,
     while ((p = waitpid(pid[0], &st, 0)) < 0 && errno == EINTR) {}
     if (p < 0) st = 127 << 8;
     const char *name = names[which[0]];
+    int which_k = which[0];
     running--;
     memmove(pid, pid + 1, sizeof *pid * (size_t)running);
     memmove(which, which + 1, sizeof *which * (size_t)running);
     char file[600];
     snprintf(file, sizeof file, "%s.log", name);
     char *log = rp_join(dir, file);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+    bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (settle(dir, name, which_k, ok) < 0 && rc == 0) {
+      ir_err(err, "cannot rename the rendered %s/%s: %s", dir, name, strerror(errno));
+      rc = -1;
+    } else if (ok) {
       unlink(log);
       (*rendered)++;
     } else if (rc == 0) {

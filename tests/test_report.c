@@ -376,6 +376,8 @@ static int check_figures(const char *dir, bool rendered) {
   int n = 0;
   while ((e = readdir(d))) {
     size_t k = strlen(e->d_name);
+    /* figures render to temporary names, renamed when complete */
+    if (strstr(e->d_name, ".tmp.")) fail_msg("temporary file left: %s", e->d_name);
     if (k < 4 || strcmp(e->d_name + k - 3, ".gp")) continue;
     char stem[256], f[300];
     snprintf(stem, sizeof stem, "%.*s", (int)(k - 3), e->d_name);
@@ -709,8 +711,9 @@ static void test_render_failure(void **state) {
   write_experiment(dir);
   char prog[1100];
   snprintf(prog, sizeof prog, "%s/bad-gnuplot", dir);
-  put(prog, "#!/bin/sh\necho \"plot x\" >&2\necho \"\\\"$1\\\" line 3: no such terminal\" >&2\n"
-            "exit 1\n");
+  /* gnuplot's message names the script, its last argument */
+  put(prog, "#!/bin/sh\nfor a; do gp=$a; done\necho \"plot x\" >&2\n"
+            "echo \"\\\"$gp\\\" line 3: no such terminal\" >&2\nexit 1\n");
   assert_int_equal(chmod(prog, 0755), 0);
   rt_report_options o = {.gnuplot = prog};
   rt_report_info info;
@@ -723,6 +726,16 @@ static void test_render_failure(void **state) {
   assert_true(exists(path_of(dir, "report.md")));
   assert_true(exists(path_of(dir, "figures/acc_M1-tau1-d8.gp")));
   assert_true(exists(path_of(dir, "figures/acc_M1-tau1-d8.log"))); /* kept */
+  /* a failed render leaves neither a figure nor its temporary files */
+  DIR *d = opendir(path_of(dir, "figures"));
+  assert_non_null(d);
+  for (struct dirent *e; (e = readdir(d));) {
+    size_t k = strlen(e->d_name);
+    if (strstr(e->d_name, ".tmp.") || (k > 4 && (!strcmp(e->d_name + k - 4, ".png") ||
+                                                 !strcmp(e->d_name + k - 4, ".svg"))))
+      fail_msg("left by a failed render: %s", e->d_name);
+  }
+  closedir(d);
   rm_rf(dir);
   free(dir);
 }
