@@ -9,13 +9,32 @@
  * `recall eval` scores there), and it runs on the reference interpreter:
  * exact, and fast enough for one sequence. */
 #include "cmd_model.h"
-#include "report_int.h" /* rt_gp_: gnuplot scripts rendered to PNG and SVG */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* printf into a new malloc'd string. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...) {
+  va_list ap;
+  va_start(ap, f);
+  int n = vsnprintf(NULL, 0, f, ap);
+  va_end(ap);
+  char *s = malloc((size_t)n + 1);
+  if (!s) abort();
+  va_start(ap, f);
+  vsnprintf(s, (size_t)n + 1, f, ap);
+  va_end(ap);
+  return s;
+}
+
+static char *xstrdup(const char *s) { return fmt("%s", s); }
+static char *join(const char *dir, const char *file) { return fmt("%s/%s", dir, file); }
+
 
 #define CMD "inspect"
 #define STRONG 0.5 /* a head "is" a previous-token / copy head above this */
@@ -301,7 +320,7 @@ static void attn_figure(const probe_val *p, const example *ex, rt_buf *dat, rt_b
       for (int b = 0; b < n; b++)
         rt_buf_printf(dat, "%d %d %.9g\n", a, b, w[(size_t)a * n + b]);
   }
-  char *title = rp_fmt("%s: attention weights, example %ld (q %d at i = %d and n-1 = %d; "
+  char *title = fmt("%s: attention weights, example %ld (q %d at i = %d and n-1 = %d; "
                        "v %d at i+tau = %d)", p->name, ex->index, ex->q, ex->i, n - 1,
                        ex->v, iv);
   int cols = H < 4 ? H : 4, rows = (H + cols - 1) / cols;
@@ -355,7 +374,7 @@ static void seq_figure(const probe_val *p, const example *ex, rt_buf *dat, rt_bu
   for (int t = 0; t < n; t++)
     for (int c = 0; c < C; c++)
       rt_buf_printf(dat, "%d %d %.9g\n", t, c, p->v[(size_t)t * C + c]);
-  char *title = rp_fmt("%s by position and channel, example %ld (q %d at i = %d and "
+  char *title = fmt("%s by position and channel, example %ld (q %d at i = %d and "
                        "n-1 = %d; v %d at i+tau = %d)", p->name, ex->index, ex->q, ex->i,
                        n - 1, ex->v, iv);
   rt_gp_begin(gp, "recall inspect", p->slug, title, 1000, 120 + (n > 40 ? 600 : 15 * n + 300));
@@ -562,7 +581,7 @@ static int make_example(example *ex, const cm_run *r, const opts *o, const char 
 }
 
 static char *slug_of(const char *name) {
-  char *s = rp_xstrdup(name);
+  char *s = xstrdup(name);
   for (char *p = s; *p; p++)
     if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
       *p = '_';
@@ -655,7 +674,7 @@ static int report(const opts *o, const char *dir, const example *ex, const cm_ru
     rt_buf_printf(&md, "\n> Figures are not rendered%s: run `gnuplot NAME.gp` in this "
                   "directory to render NAME.png and NAME.svg from NAME.dat.\n",
                   o->render ? " (gnuplot not found)" : "");
-  char *md_path = rp_join(dir, "inspect.md");
+  char *md_path = join(dir, "inspect.md");
   rc = rt_write_atomic(md_path, md.s, md.len, &err);
   if (rc < 0) cli_error(CMD, "%s", err.msg);
   int rendered = 0;
@@ -748,10 +767,10 @@ int cmd_inspect(int argc, char **argv) {
     classify(&pv[k], ex.n);
   }
   if (o.dir) {
-    dir = rp_xstrdup(o.dir);
+    dir = xstrdup(o.dir);
   } else {
     const char *slash = strrchr(o.ck, '/');
-    dir = slash ? rp_fmt("%.*s/inspect", (int)(slash - o.ck), o.ck) : rp_xstrdup("inspect");
+    dir = slash ? fmt("%.*s/inspect", (int)(slash - o.ck), o.ck) : xstrdup("inspect");
   }
   if (cm_mkdirs(CMD, dir) < 0) goto out;
   if (report(&o, dir, &ex, &r, pv, fm->n_probes) == 0) status = fflush(stdout) == 0 ? 0 : 1;

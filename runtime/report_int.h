@@ -19,37 +19,7 @@
 
 #include "runtime.h"
 
-/* ======================================================================
- * gnuplot (report_figures.c) — used by the report and by `recall inspect`
- *
- * A figure is NAME.dat (data) and NAME.gp (a script) in one directory;
- * run from that directory, the script writes NAME.png and NAME.svg. Without
- * gnuplot the data and scripts are still written and nothing is rendered.
- * ====================================================================== */
-
-/* The renderer's path: prog as given when it has a slash, else searched on
- * PATH; NULL if not found (malloc'd). */
-char *rt_gp_find(const char *prog);
-/* A gnuplot string literal (single quotes, '' for a quote) of s. */
-void rt_gp_str(rt_buf *b, const char *s);
-/* The opening of NAME.gp: a comment naming the writer (`by`, e.g. "recall
- * report") and how to re-render, `dat = 'NAME.dat'`, then `do for [t =
- * 1:2] {` with the PNG terminal (t 1) or the SVG one (t 2), w x h pixels,
- * and its output set. The caller writes the plot commands (indented two
- * spaces) and closes with rt_gp_end. */
-void rt_gp_begin(rt_buf *b, const char *by, const char *name,
-                 const char *title, int w, int h);
-void rt_gp_end(rt_buf *b);
-/* Writes dir/NAME.dat and dir/NAME.gp atomically. */
-int rt_gp_write(const char *dir, const char *name, const rt_buf *dat,
-                const rt_buf *gp, ir_error *err);
-/* Runs `prog NAME.gp` in dir for each name (at most 8 at a time), stderr
- * to dir/NAME.log, removed on success; *rendered counts the successes. On
- * a failure the first error line of its script goes into err (naming the
- * script and the log, which is kept) and -1 is returned; the other names
- * are still rendered. */
-int rt_gp_render(const char *prog, const char *dir, const char *const *names,
-                 int n, int *rendered, ir_error *err);
+/* The gnuplot helpers (rt_gp_*) are public: runtime.h. */
 
 /* ======================================================================
  * Thresholds of the findings and tables
