@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "frontend.h"
 #include "ir.h"
@@ -34,6 +35,13 @@ void cli_catch_signals(void);
 int cli_stop_status(void);
 
 /* Helpers shared by the commands. */
+/* The end of every command's argument loop, for an argument a that no
+ * option took: -h/--help prints usage to stdout and returns 1 (exit 0);
+ * an unknown option or a second positional prints an error and usage to
+ * stderr and returns -1 (exit 2); else a is the one positional argument,
+ * stored in *pos, and 0 is returned. */
+int cli_positional(const char *cmd, const char *a, const char **pos,
+                   void (*usage)(FILE *));
 void cli_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Parses "k=v" into s (pointers into arg); false if malformed. */

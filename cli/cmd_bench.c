@@ -426,16 +426,12 @@ int cmd_bench(int argc, char **argv) {
       }
     } else if (!strcmp(a, "--no-sweep")) {
       sweep = false;
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      status = 0;
-      goto out;
-    } else if (a[0] == '-' || spec) {
-      cli_error("bench", "unexpected argument '%s'", a);
-      usage(stderr);
-      goto out;
     } else {
-      spec = a;
+      int k = cli_positional("bench", a, &spec, usage);
+      if (k) {
+        status = k > 0 ? 0 : 2;
+        goto out;
+      }
     }
   }
   if (!spec) {

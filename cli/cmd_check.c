@@ -660,16 +660,12 @@ int cmd_check(int argc, char **argv) {
       if (parse_count(a, argv[++i], 0, 1 << 30, &c.samples) < 0) goto out;
     } else if (!strcmp(a, "--tol") && more) {
       if (parse_tol(&c, argv[++i]) < 0) goto out;
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      status = 0;
-      goto out;
-    } else if (a[0] == '-' || spec) {
-      cli_error("check", "unexpected argument '%s'", a);
-      usage(stderr);
-      goto out;
     } else {
-      spec = a;
+      int k = cli_positional("check", a, &spec, usage);
+      if (k) {
+        status = k > 0 ? 0 : 2;
+        goto out;
+      }
     }
   }
   if (!spec) {

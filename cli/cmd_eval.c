@@ -61,15 +61,9 @@ int cmd_eval(int argc, char **argv) {
       }
     } else if (!strcmp(a, "-o") && i + 1 < argc) {
       outp = argv[++i];
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return 0;
-    } else if (a[0] == '-' || path) {
-      cli_error("eval", "unexpected argument '%s'", a);
-      usage(stderr);
-      return 2;
     } else {
-      path = a;
+      int k = cli_positional("eval", a, &path, usage);
+      if (k) return k > 0 ? 0 : 2;
     }
   }
   if (!path) {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const usage =
+static const char *const usage_text =
     "usage: recall exec MODEL.lua --weights W.safetensors --tokens T.safetensors\n"
     "                   [-o OUT.safetensors] [--set k=v ...] [--backend jit|interp]\n"
     "  W holds every parameter by name (embedding.weight optional: numpy's V\n"
@@ -21,6 +21,8 @@ static const char *const usage =
     "  [B,K], loss (mean cross-entropy) and grad.<name> of the mean loss.\n"
     "  jit (default) runs the training kernel the runtime compiles; interp the\n"
     "  unoptimised gradient function on the reference interpreter.\n";
+
+static void usage(FILE *out) { fputs(usage_text, out); }
 
 /* Where each leaf of the gradient function gets its data. */
 typedef struct {
@@ -129,18 +131,16 @@ int cmd_exec(int argc, char **argv) {
         cli_error("exec", "--set expects k=v, got '%s'", argv[i]);
         goto out;
       }
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage, stdout);
-      status = 0;
-      goto out;
-    } else if (a[0] == '-' || path) {
-      cli_error("exec", "unexpected argument '%s'\n%s", a, usage);
-      goto out;
-    } else
-      path = a;
+    } else {
+      int k = cli_positional("exec", a, &path, usage);
+      if (k) {
+        status = k > 0 ? 0 : 2;
+        goto out;
+      }
+    }
   }
   if (!path || !wpath || !tpath) {
-    fputs(usage, stderr);
+    usage(stderr);
     goto out;
   }
   if (strcmp(backend, "jit") && strcmp(backend, "interp")) {

@@ -123,15 +123,9 @@ static int parse_args(int argc, char **argv, opts *o) {
       o->dir = argv[++i];
     } else if (!strcmp(a, "--no-render")) {
       o->render = false;
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return -1;
-    } else if (a[0] == '-' || o->ck) {
-      cli_error(CMD, "unexpected argument '%s'", a);
-      usage(stderr);
-      return 2;
     } else {
-      o->ck = a;
+      int k = cli_positional(CMD, a, &o->ck, usage);
+      if (k) return k > 0 ? -1 : 2;
     }
   }
   if (!o->ck) {

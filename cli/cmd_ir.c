@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const usage =
+static const char *const usage_text =
     "usage: recall ir FILE.ir|MODEL.lua [--stage frontend|autodiff|opt|all]\n"
     "                 [--grad] [--set k=v ...] [--format text|dot]\n"
     "  --stage frontend  the function as written\n"
@@ -15,6 +15,8 @@ static const char *const usage =
     "  --stage opt       the gradient function after the optimisation passes\n"
     "  --stage all       (default) forward and backward, split and optimised\n"
     "  --grad            only the backward function\n";
+
+static void usage(FILE *out) { fputs(usage_text, out); }
 
 /* The loss a gradient is taken of: the output "loss". */
 static const char *loss_name(const ir_func *f) {
@@ -46,18 +48,16 @@ int cmd_ir(int argc, char **argv) {
         cli_error("ir", "--set expects k=v, got '%s'", argv[i]);
         goto out;
       }
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage, stdout);
-      status = 0;
-      goto out;
-    } else if (a[0] == '-' || path) {
-      cli_error("ir", "unexpected argument '%s'\n%s", a, usage);
-      goto out;
-    } else
-      path = a;
+    } else {
+      int k = cli_positional("ir", a, &path, usage);
+      if (k) {
+        status = k > 0 ? 0 : 2;
+        goto out;
+      }
+    }
   }
   if (!path) {
-    fputs(usage, stderr);
+    usage(stderr);
     goto out;
   }
   if (strcmp(stage, "frontend") && strcmp(stage, "autodiff") &&

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const usage =
+static const char *const usage_text =
     "usage: recall llvm FILE.ir|MODEL.lua [--set k=v ...] [--kernel fwd|bwd]\n"
     "                   [--asm] [--stage lowered|opt] [--cpu NAME] [--passes P]\n"
     "                   [--stats]\n"
@@ -21,6 +21,8 @@ static const char *const usage =
     "  --passes P     LLVM pass pipeline (default: the compiler's own)\n"
     "  --stats        one line of counts (loops, buffers, FLOPs) on stderr\n"
     "A .ir file is compiled as it is (bwd differentiates its output \"loss\").\n";
+
+static void usage(FILE *out) { fputs(usage_text, out); }
 
 int cmd_llvm(int argc, char **argv) {
   const char *path = NULL, *kernel = "bwd", *stage = "opt", *cpu = NULL,
@@ -49,19 +51,16 @@ int cmd_llvm(int argc, char **argv) {
       stats = true;
     } else if (!strcmp(a, "--no-fuse")) { /* undocumented: for studies */
       no_fuse = true;
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage, stdout);
-      status = 0;
-      goto out;
-    } else if (a[0] == '-' || path) {
-      cli_error("llvm", "unexpected argument '%s'\n%s", a, usage);
-      goto out;
     } else {
-      path = a;
+      int k = cli_positional("llvm", a, &path, usage);
+      if (k) {
+        status = k > 0 ? 0 : 2;
+        goto out;
+      }
     }
   }
   if (!path) {
-    fputs(usage, stderr);
+    usage(stderr);
     goto out;
   }
   if (strcmp(kernel, "fwd") && strcmp(kernel, "bwd")) {

@@ -129,19 +129,13 @@ int cmd_report(int argc, char **argv) {
   const char *dir = NULL;
   bool quiet = false, render = true;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
+    if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
       quiet = true;
     } else if (!strcmp(argv[i], "--no-render")) {
       render = false;
-    } else if (argv[i][0] == '-' || dir) {
-      cli_error("report", "unexpected argument '%s'", argv[i]);
-      usage(stderr);
-      return 2;
     } else {
-      dir = argv[i];
+      int k = cli_positional("report", argv[i], &dir, usage);
+      if (k) return k > 0 ? 0 : 2;
     }
   }
   if (!dir) {

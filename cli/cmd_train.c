@@ -97,16 +97,12 @@ int cmd_train(int argc, char **argv) {
         cli_error("train", "--backend is jit or interp, got '%s'", backend);
         goto out;
       }
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      status = 0;
-      goto out;
-    } else if (a[0] == '-' || spec) {
-      cli_error("train", "unexpected argument '%s'", a);
-      usage(stderr);
-      goto out;
     } else {
-      spec = a;
+      int k = cli_positional("train", a, &spec, usage);
+      if (k) {
+        status = k > 0 ? 0 : 2;
+        goto out;
+      }
     }
   }
   if (!spec) {

@@ -63,6 +63,21 @@ void cli_error(const char *cmd, const char *fmt, ...) {
   va_end(ap);
 }
 
+int cli_positional(const char *cmd, const char *a, const char **pos,
+                   void (*usage)(FILE *)) {
+  if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    usage(stdout);
+    return 1;
+  }
+  if (a[0] == '-' || *pos) {
+    cli_error(cmd, "unexpected argument '%s'", a);
+    usage(stderr);
+    return -1;
+  }
+  *pos = a;
+  return 0;
+}
+
 bool cli_add_setting(cli_settings *s, char *arg) {
   char *eq = strchr(arg, '=');
   if (!eq || eq == arg) return false;
