@@ -65,30 +65,6 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* The spec at length n with the run's options (as cmd_model.c builds it). */
-static ir_func *spec_at(const cm_run *r, int n) {
-  const char **k = malloc(sizeof *k * (size_t)(r->n_m + 1));
-  const char **v = malloc(sizeof *v * (size_t)(r->n_m + 1));
-  fe_error *e = calloc(1, sizeof *e);
-  if (!k || !v || !e) abort();
-  char nb[16];
-  snprintf(nb, sizeof nb, "%d", n);
-  for (int i = 0; i < r->n_m; i++) k[i] = r->mkeys[i], v[i] = r->mvals[i];
-  k[r->n_m] = "n", v[r->n_m] = nb;
-  fe_options o = {.root = r->root, .keys = k, .values = v, .n_sets = r->n_m + 1};
-  fe_model *m = NULL;
-  ir_func *f = NULL;
-  if (fe_load_model(r->spec, &o, &m, e) < 0) {
-    fprintf(stderr, "recall bench: %s\n", e->msg);
-  } else {
-    f = m->f;
-    m->f = NULL;
-    fe_model_free(m);
-  }
-  free(e), free(k), free(v);
-  return f;
-}
-
 typedef struct {
   char label[96];
   int d, batch, threads, steps, sweep_lo, sweep_hi, sweep_n, eval_n;
@@ -189,9 +165,12 @@ static int measure_steps(cm_run *r, int warmup, result *o) {
 
 static int measure_eval(cm_run *r, result *o) {
   int n = 3 * r->L, B = o->eval_n;
-  ir_func *f = spec_at(r, n);
-  if (!f) return -1;
   ir_error err;
+  ir_func *f = cm_spec_at(r, n, &err);
+  if (!f) {
+    cli_error("bench", "%s", err.msg);
+    return -1;
+  }
   ir_func *k = rt_model_kernel_function(f, false, &err);
   ir_func_free(f);
   if (!k) {

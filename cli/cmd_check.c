@@ -88,31 +88,6 @@ static void fail(checker *c, const char *fmt, ...) {
   c->n_fail++;
 }
 
-/* The spec at sequence length n with the run's options (cmd_model.c's
- * builder, which is the runtime's). */
-static ir_func *spec_at(checker *c, int n, ir_error *err) {
-  cm_run *r = &c->r;
-  const char **k = xcalloc((size_t)r->n_m + 1, sizeof *k);
-  const char **v = xcalloc((size_t)r->n_m + 1, sizeof *v);
-  char nb[16];
-  snprintf(nb, sizeof nb, "%d", n);
-  for (int i = 0; i < r->n_m; i++) k[i] = r->mkeys[i], v[i] = r->mvals[i];
-  k[r->n_m] = "n", v[r->n_m] = nb;
-  fe_options o = {.root = r->root, .keys = k, .values = v, .n_sets = r->n_m + 1};
-  fe_model *m = NULL;
-  fe_error *e = xcalloc(1, sizeof *e);
-  ir_func *f = NULL;
-  if (fe_load_model(r->spec, &o, &m, e) < 0) {
-    ir_err(err, "%.500s", e->msg);
-  } else {
-    f = m->f;
-    m->f = NULL;
-    fe_model_free(m);
-  }
-  free(e), free(k), free(v);
-  return f;
-}
-
 /* ---- the interpreter over a batch ---- */
 
 /* A function's leaves bound for ir_interp: params point into c->theta. */
@@ -279,10 +254,10 @@ static void stage_verify(checker *c) {
   verify_row(c, s, k, err.msg);
   ir_func_free(k);
   if (!c->n_pad) return;
-  c->fpad = spec_at(c, c->n_pad, &err);
+  c->fpad = cm_spec_at(&c->r, c->n_pad, &err);
   snprintf(s, sizeof s, "frontend, n = %d", c->n_pad);
   verify_row(c, s, c->fpad, err.msg);
-  ir_func *fb = spec_at(c, c->bucket, &err);
+  ir_func *fb = cm_spec_at(&c->r, c->bucket, &err);
   snprintf(s, sizeof s, "frontend, n = %d (bucket)", c->bucket);
   verify_row(c, s, fb, err.msg);
   if (fb) {

@@ -165,27 +165,6 @@ static int setup_run(cm_run *r, rt_tensors *ck, const char *path) {
   return rc;
 }
 
-/* The spec at length n with the run's options. */
-static fe_model *load_at(const cm_run *r, int n) {
-  const char **k = malloc(sizeof *k * (size_t)(r->n_m + 1));
-  const char **v = malloc(sizeof *v * (size_t)(r->n_m + 1));
-  if (!k || !v) abort();
-  char nb[16];
-  snprintf(nb, sizeof nb, "%d", n);
-  for (int i = 0; i < r->n_m; i++) k[i] = r->mkeys[i], v[i] = r->mvals[i];
-  k[r->n_m] = "n", v[r->n_m] = nb;
-  fe_options o = {.root = r->root, .keys = k, .values = v, .n_sets = r->n_m + 1};
-  fe_model *m = NULL;
-  fe_error *e = calloc(1, sizeof *e);
-  if (!e) abort();
-  if (fe_load_model(r->spec, &o, &m, e) < 0) {
-    fprintf(stderr, "recall %s: %s\n", CMD, e->msg);
-    m = NULL;
-  }
-  free(e), free(k), free(v);
-  return m;
-}
-
 /* The leaves of f for the interpreter: the example's inputs, the
  * checkpoint's params, the embedding V (other consts carry their data).
  * NULL (printed) on a mismatch. */
@@ -696,7 +675,10 @@ static int report(const opts *o, const char *dir, const example *ex, const cm_ru
 static int run_model(rt_tensors *ck, const cm_run *r, example *ex,
                      fe_model **fm, ir_func **f, double ***vals) {
   ir_error err;
-  if (!(*fm = load_at(r, ex->n))) return -1;
+  if (!(*fm = cm_load_at(r, ex->n, &err))) {
+    cli_error(CMD, "%s", err.msg);
+    return -1;
+  }
   if (!(*f = fe_probe_function(*fm, &err))) {
     cli_error(CMD, "%s", err.msg);
     return -1;

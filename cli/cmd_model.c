@@ -407,12 +407,11 @@ out:
   return rc;
 }
 
-/* rt_build_fn: the spec with its options and n. */
-static ir_func *build(void *ctx, int n, ir_error *err) {
-  cm_run *r = ctx;
+fe_model *cm_load_at(const cm_run *r, int n, ir_error *err) {
   const char **k = malloc(sizeof *k * (size_t)(r->n_m + 1));
   const char **v = malloc(sizeof *v * (size_t)(r->n_m + 1));
-  if (!k || !v) abort();
+  fe_error *e = calloc(1, sizeof *e);
+  if (!k || !v || !e) abort();
   char nb[16];
   snprintf(nb, sizeof nb, "%d", n);
   for (int i = 0; i < r->n_m; i++) k[i] = r->mkeys[i], v[i] = r->mvals[i];
@@ -420,20 +419,26 @@ static ir_func *build(void *ctx, int n, ir_error *err) {
   v[r->n_m] = nb;
   fe_options o = {.root = r->root, .keys = k, .values = v, .n_sets = r->n_m + 1};
   fe_model *m = NULL;
-  fe_error *e = calloc(1, sizeof *e);
-  if (!e) abort();
-  ir_func *f = NULL;
   if (fe_load_model(r->spec, &o, &m, e) < 0) {
     ir_err(err, "%.500s", e->msg);
-  } else {
-    f = m->f;
-    m->f = NULL;
-    fe_model_free(m);
+    m = NULL;
   }
-  free(e);
-  free(k);
-  free(v);
+  free(e), free(k), free(v);
+  return m;
+}
+
+ir_func *cm_spec_at(const cm_run *r, int n, ir_error *err) {
+  fe_model *m = cm_load_at(r, n, err);
+  if (!m) return NULL;
+  ir_func *f = m->f;
+  m->f = NULL;
+  fe_model_free(m);
   return f;
+}
+
+/* rt_build_fn: the spec with its options and n. */
+static ir_func *build(void *ctx, int n, ir_error *err) {
+  return cm_spec_at(ctx, n, err);
 }
 
 static double u01(void *g) { return rt_rng_uniform(g); }

@@ -51,6 +51,12 @@ int cm_setup(cm_run *r, const char *cmd, const char *spec,
  * RT_STREAM_INIT + param index, 0). Prints the error, -1 on failure. */
 int cm_model(cm_run *r, rt_backend backend, int threads, bool init);
 void cm_free(cm_run *r);
+/* The spec of r loaded at sequence length n with r's options (as the
+ * runtime builds it for a length bucket). NULL with the frontend's
+ * message (file:line) in err on failure. cm_spec_at keeps only the
+ * function. */
+fe_model *cm_load_at(const cm_run *r, int n, ir_error *err);
+ir_func *cm_spec_at(const cm_run *r, int n, ir_error *err);
 
 /* The run's config as JSON: spec, model, backend, threads, model_options,
  * train_options, and `result` (raw JSON text) when non-NULL. */
