@@ -61,6 +61,14 @@ bool cg_slice_is_offset(const ir_func *f, int v);
 
 /* ---- lowering context (emit.c) ---- */
 
+/* A module and its context: a kernel is lowered into one or more, which
+ * then optimise and compile on threads of their own. */
+typedef struct {
+  LLVMContextRef C;
+  LLVMModuleRef M;
+} cg_unit;
+
+
 typedef struct {
   LLVMContextRef C;
   LLVMModuleRef M;
@@ -78,16 +86,25 @@ typedef struct {
   LLVMValueRef *fns; /* node functions so far, and their text after the */
   char **fn_text;    /* name (emit.c: dedup) */
   int n_fns, cap_fns;
+  const cg_unit *units; /* where node functions go (emit.c) */
+  LLVMBuilderRef *builders; /* one per unit */
+  int64_t *unit_load; /* text bytes of the node functions in each unit */
+  int *fn_unit;       /* unit of fns[i] */
+  int n_units, unit;  /* C, M, B and the types are unit `unit`'s */
   bool ftz; /* the kernel runs with denormals flushed (cg_ftz_begin) */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
 } cg_ctx;
 
-/* Builds the kernel `name` for f into module M (see codegen.h for the
- * calling convention). profile: also a global "<name>.prof", i64 per node,
- * to which each node's code adds the cycles it took. */
-int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
-             LLVMModuleRef M, const char *name, bool profile, bool ftz,
+/* Builds the kernel `name` for f (see codegen.h for the calling
+ * convention) into n_units modules: the entry point and the inner kernel
+ * in unit 0, the node functions spread over all units by size (with one
+ * unit they are internal; with more, external "<name>.n<id>" symbols the
+ * JIT links across the units' objects). profile: also a global
+ * "<name>.prof" in unit 0, i64 per node, to which each node's code adds
+ * the cycles it took. */
+int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
+             const cg_unit *units, const char *name, bool profile, bool ftz,
              int *n_loops, ir_error *err);
 
 /* constants and types */

@@ -1,5 +1,6 @@
 /* codegen.h — recall's code generator: IR function -> one LLVM kernel,
- * optimised with the new pass manager ("default<O3>", host TargetMachine)
+ * optimised with the new pass manager (O3's function passes, jit.c's
+ * CG_PIPELINE; host TargetMachine)
  * and JIT-compiled with ORC LLJIT. Every size is a compile-time constant.
  *
  * Calling convention. A compiled function is one kernel
@@ -80,7 +81,9 @@ typedef int32_t (*cg_kernel_fn)(const void *const *leaves, void *const *outs,
 
 /* A zero-initialised struct (or NULL) gives the defaults. */
 typedef struct {
-  const char *passes; /* new-PM pipeline text; NULL: "default<O3>" */
+  const char *passes; /* new-PM pipeline text; NULL: the default, O3's
+                         function passes without its inliner rounds
+                         (jit.c: CG_PIPELINE) */
   const char *cpu;    /* cg_llvm_ir / cg_asm only: target CPU such as
                          "x86-64-v3" (stable output for golden tests);
                          NULL: the host. The JIT always targets the host. */
@@ -97,6 +100,11 @@ typedef struct {
                          the caller's mode restored on return): the
                          gradients that decay back through the scan
                          otherwise make whole loops ~10x slower */
+  int compile_threads; /* split the kernel into this many modules,
+                         optimised and compiled on threads of their own
+                         (0: $RECALL_COMPILE_THREADS, else one per CPU, at
+                         most 4; small kernels use fewer). The code of
+                         each node is the same whatever the split. */
 } cg_options;
 
 typedef struct {
@@ -106,6 +114,7 @@ typedef struct {
   int n_fused;                     /* nodes computed inside another's loop */
   int n_slots;                     /* arena slots */
   size_t arena_bytes;
+  int n_units;                     /* modules compiled in parallel */
 } cg_stats;
 
 /* Compiles a verified function (ir_verify) into a JIT kernel. Returns NULL

@@ -379,30 +379,68 @@ static void begin_body(cg_ctx *c, LLVMValueRef fn) {
   c->oob = cg_alloca(c, c->i32, cg_i32c(c, 0));
 }
 
-/* fn, or an earlier node function with the same text (parameters,
- * attributes, body): then fn is deleted. Layers of a model repeat, and
- * the backward repeats the forward's shapes: half the functions or more
- * are twins, and LLVM's time goes by the function. */
-static LLVMValueRef dedup(cg_ctx *c, LLVMValueRef fn) {
+/* The index in c->fns of fn, or of an earlier node function with the
+ * same text (parameters, attributes, body): then fn is deleted. Layers
+ * of a model repeat, and the backward repeats the forward's shapes: half
+ * the functions or more are twins, and LLVM's time goes by the function.
+ * Texts compare across units (the name, before '(', is left out). */
+static int dedup(cg_ctx *c, LLVMValueRef fn) {
   char *text = LLVMPrintValueToString(fn);
-  const char *key = strchr(text, '(');
+  char *key = strchr(text, '(');
   key = key ? key : text;
+  /* drop attribute group references (" #3"): numbered per module, so
+   * they differ between units (the groups are the same: nounwind
+   * noinline on every node function, none on calls) */
+  char *o = key;
+  for (const char *i = key; *i;) {
+    if (i[0] == ' ' && i[1] == '#' && i[2] >= '0' && i[2] <= '9') {
+      for (i += 2; *i >= '0' && *i <= '9'; i++) continue;
+      continue;
+    }
+    *o++ = *i++;
+  }
+  *o = 0;
   for (int i = 0; i < c->n_fns; i++)
     if (!strcmp(c->fn_text[i], key)) {
       LLVMDisposeMessage(text);
       LLVMDeleteFunction(fn);
-      return c->fns[i];
+      return i;
     }
   if (c->n_fns == c->cap_fns) {
     c->cap_fns = c->cap_fns ? 2 * c->cap_fns : 64;
     c->fns = realloc(c->fns, sizeof *c->fns * (size_t)c->cap_fns);
     c->fn_text = realloc(c->fn_text, sizeof *c->fn_text * (size_t)c->cap_fns);
-    if (!c->fns || !c->fn_text) abort();
+    c->fn_unit = realloc(c->fn_unit, sizeof *c->fn_unit * (size_t)c->cap_fns);
+    if (!c->fns || !c->fn_text || !c->fn_unit) abort();
   }
   c->fns[c->n_fns] = fn;
-  c->fn_text[c->n_fns++] = strdup(key);
+  c->fn_unit[c->n_fns] = c->unit;
+  c->fn_text[c->n_fns] = strdup(key);
+  c->unit_load[c->unit] += (int64_t)strlen(key);
   LLVMDisposeMessage(text);
-  return fn;
+  return c->n_fns++;
+}
+
+/* Makes unit u current: context, module, builder and the cached types. */
+static void use_unit(cg_ctx *c, int u) {
+  c->unit = u;
+  c->C = c->units[u].C;
+  c->M = c->units[u].M;
+  c->B = c->builders[u];
+  c->f32 = LLVMFloatTypeInContext(c->C);
+  c->i32 = LLVMInt32TypeInContext(c->C);
+  c->i64 = LLVMInt64TypeInContext(c->C);
+  c->i1 = LLVMInt1TypeInContext(c->C);
+  c->ptr = LLVMPointerTypeInContext(c->C, 0);
+}
+
+/* The unit with the least code so far: node functions are spread so that
+ * the units' compiles take about as long. */
+static int lightest_unit(const cg_ctx *c) {
+  int best = 0;
+  for (int u = 1; u < c->n_units; u++)
+    if (c->unit_load[u] < c->unit_load[best]) best = u;
+  return best;
 }
 
 /* Node v as a function of its own, called from the inner kernel: LLVM's
@@ -423,6 +461,7 @@ static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   int *used = malloc(sizeof *used * ((size_t)np + 1));
   if (!all || !pt || !args || !used) abort();
   memcpy(all, c->leaf, sizeof *all * (size_t)np);
+  use_unit(c, lightest_unit(c));
   for (int i = 0; i < np; i++) pt[i] = c->ptr;
 
   LLVMValueRef tmp = LLVMAddFunction(c->M, "recall.probe",
@@ -441,7 +480,7 @@ static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   char buf[300];
   snprintf(buf, sizeof buf, "%s.n%d", name, v);
   LLVMValueRef fn = LLVMAddFunction(c->M, buf, LLVMFunctionType(c->i32, pt, (unsigned)k, 0));
-  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  if (c->n_units == 1) LLVMSetLinkage(fn, LLVMInternalLinkage);
   add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
   add_attr(c, fn, LLVMAttributeFunctionIndex, "noinline", 0);
   for (int i = 0; i < np; i++) c->leaf[i] = NULL;
@@ -454,8 +493,21 @@ static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   begin_body(c, fn);
   emit_node(c, v);
   LLVMBuildRet(c->B, LLVMBuildLoad2(c->B, c->i32, c->oob, ""));
-  fn = dedup(c, fn);
+  int i = dedup(c, fn);
+  fn = c->fns[i];
 
+  use_unit(c, 0);
+  if (c->fn_unit[i] != 0) { /* declared in unit 0, linked by the JIT */
+    size_t len;
+    const char *fname = LLVMGetValueName2(fn, &len);
+    LLVMValueRef decl = LLVMGetNamedFunction(c->M, fname);
+    if (!decl) {
+      for (int j = 0; j < k; j++) pt[j] = c->ptr;
+      decl = LLVMAddFunction(c->M, fname, LLVMFunctionType(c->i32, pt, (unsigned)k, 0));
+      add_attr(c, decl, LLVMAttributeFunctionIndex, "nounwind", 0);
+    }
+    fn = decl;
+  }
   memcpy(c->leaf, all, sizeof *all * (size_t)np);
   c->fn = inner, c->alloca_at = inner_at, c->oob = inner_oob;
   LLVMPositionBuilderAtEnd(c->B, here);
@@ -527,16 +579,17 @@ static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
   free(args);
 }
 
-int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
-             LLVMModuleRef M, const char *name, bool profile, bool ftz,
+int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
+             const cg_unit *units, const char *name, bool profile, bool ftz,
              int *n_loops, ir_error *err) {
-  cg_ctx c = {.C = C, .M = M, .f = f, .p = p, .ftz = ftz};
-  c.B = LLVMCreateBuilderInContext(C);
-  c.f32 = LLVMFloatTypeInContext(C);
-  c.i32 = LLVMInt32TypeInContext(C);
-  c.i64 = LLVMInt64TypeInContext(C);
-  c.i1 = LLVMInt1TypeInContext(C);
-  c.ptr = LLVMPointerTypeInContext(C, 0);
+  cg_ctx c = {.f = f, .p = p, .ftz = ftz, .units = units, .n_units = n_units};
+  c.builders = malloc(sizeof *c.builders * (size_t)n_units);
+  c.unit_load = calloc((size_t)n_units, sizeof *c.unit_load);
+  if (!c.builders || !c.unit_load) abort();
+  for (int u = 0; u < n_units; u++) c.builders[u] = LLVMCreateBuilderInContext(units[u].C);
+  use_unit(&c, 0);
+  LLVMContextRef C = c.C;
+  LLVMModuleRef M = c.M;
   c.acc_of = malloc(sizeof *c.acc_of * ((size_t)f->n_nodes + 1));
   c.memo = calloc((size_t)f->n_nodes + 1, sizeof *c.memo);
   if (!c.acc_of || !c.memo) abort();
@@ -582,16 +635,21 @@ int cg_lower(const ir_func *f, const cg_plan *p, LLVMContextRef C,
   for (int i = 0; i < c.n_fns; i++) free(c.fn_text[i]);
   free(c.fns);
   free(c.fn_text);
+  free(c.fn_unit);
   free(c.leaf);
   free(c.acc_of);
   free(c.memo);
-  LLVMDisposeBuilder(c.B);
-  char *msg = NULL;
-  if (LLVMVerifyModule(M, LLVMReturnStatusAction, &msg)) {
-    ir_err(err, "codegen: invalid LLVM IR (a codegen bug): %.400s", msg);
+  for (int u = 0; u < n_units; u++) LLVMDisposeBuilder(c.builders[u]);
+  free(c.builders);
+  free(c.unit_load);
+  for (int u = 0; u < n_units; u++) {
+    char *msg = NULL;
+    if (LLVMVerifyModule(units[u].M, LLVMReturnStatusAction, &msg)) {
+      ir_err(err, "codegen: invalid LLVM IR (a codegen bug): %.400s", msg);
+      LLVMDisposeMessage(msg);
+      return -1;
+    }
     LLVMDisposeMessage(msg);
-    return -1;
   }
-  LLVMDisposeMessage(msg);
   return 0;
 }
