@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cli_util.h"
+#include "figure_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -94,51 +95,17 @@ static bool have_gnuplot(void) {
   return false;
 }
 
-static uint32_t crc32_naive(const unsigned char *p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; i++) {
-    c ^= p[i];
-    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
-  }
-  return c ^ 0xffffffffu;
+/* dir/file as a real PNG / SVG (figure_check.h). */
+static void check_png_in(const char *dir, const char *file) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  check_png(path, 300);
 }
 
-static uint32_t be32(const unsigned char *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* The signature, an IHDR chunk with its CRC, a real size, and IEND last. */
-static void check_png(const char *dir, const char *file) {
-  size_t n;
-  unsigned char *s = (unsigned char *)get(dir, file, &n);
-  if (!s) fail_msg("%s/%s: missing", dir, file);
-  assert_true(n > 45);
-  assert_memory_equal(s, "\x89PNG\r\n\x1a\n", 8);
-  assert_int_equal(be32(s + 8), 13);
-  assert_memory_equal(s + 12, "IHDR", 4);
-  assert_true(be32(s + 16) >= 300 && be32(s + 20) >= 300);
-  assert_int_equal(be32(s + 29), crc32_naive(s + 12, 17));
-  assert_memory_equal(s + n - 8, "IEND", 4);
-  free(s);
-}
-
-/* An <svg> root element, closed at the end, that draws something. */
-static void check_svg(const char *dir, const char *file) {
-  char *s = get(dir, file, NULL);
-  if (!s) fail_msg("%s/%s: missing", dir, file);
-  char *root = strstr(s, "<svg");
-  assert_non_null(root);
-  for (char *p = s; p < root; p = strchr(p, '>') + 1) { /* only a prolog before it */
-    p = strchr(p, '<');
-    assert_non_null(p);
-    if (p == root) break;
-    assert_true(p[1] == '?' || p[1] == '!');
-  }
-  char *end = strstr(s, "</svg>");
-  assert_non_null(end);
-  for (end += 6; *end; end++) assert_true(*end == '\n' || *end == ' ' || *end == '\r');
-  assert_true(strstr(s, "<path") || strstr(s, "<image") || strstr(s, "<rect"));
-  free(s);
+static void check_svg_in(const char *dir, const char *file) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  check_svg(path);
 }
 
 /* The .dat's blocks of "a b value" lines (comments skipped; blocks split
@@ -279,8 +246,8 @@ static void test_hybrid(void **state) {
     if (!exists(dir, files[i])) fail_msg("%s/%s missing", dir, files[i]);
   if (have_gnuplot()) {
     assert_null(strstr(err, "skipped"));
-    check_png(dir, "layers.1.mixer.attn.png"), check_svg(dir, "layers.1.mixer.attn.svg");
-    check_png(dir, "layers.0.mixer.dt.png"), check_svg(dir, "layers.0.mixer.dt.svg");
+    check_png_in(dir, "layers.1.mixer.attn.png"), check_svg_in(dir, "layers.1.mixer.attn.svg");
+    check_png_in(dir, "layers.0.mixer.dt.png"), check_svg_in(dir, "layers.0.mixer.dt.svg");
     check_has(out, "2 figures (2 rendered)");
   } else {
     check_has(err, "gnuplot not found: figures skipped");
@@ -424,7 +391,7 @@ static void test_heads(void **state) {
     check_attention(vals[0], 12), check_attention(vals[1], 12);
     free(dat);
   }
-  if (have_gnuplot()) check_png(dir, "layers.0.mixer.attn.png"), check_svg(dir, "layers.0.mixer.attn.svg");
+  if (have_gnuplot()) check_png_in(dir, "layers.0.mixer.attn.png"), check_svg_in(dir, "layers.0.mixer.attn.svg");
   free(out);
 }
 

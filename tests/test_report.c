@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "figure_check.h"
 #include "runtime.h"
 
 /* ---- files ---- */
@@ -285,86 +286,6 @@ static void check_dat(const char *dat, const char *label, long x, double mean, d
              (int)v[3], mean, lo, hi, seeds);
 }
 
-/* ---- PNG and SVG checks ---- */
-
-static uint32_t crc32_naive(const unsigned char *p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; i++) {
-    c ^= p[i];
-    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
-  }
-  return c ^ 0xffffffffu;
-}
-
-static uint32_t be32(const unsigned char *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void check_png(const char *path) {
-  size_t n;
-  unsigned char *s = (unsigned char *)get(path, &n);
-  if (!s) fail_msg("%s: missing", path);
-  assert_true(n > 33);
-  assert_memory_equal(s, "\x89PNG\r\n\x1a\n", 8);
-  assert_int_equal(be32(s + 8), 13);
-  assert_memory_equal(s + 12, "IHDR", 4);
-  assert_true(be32(s + 16) >= 200 && be32(s + 20) >= 200); /* width, height */
-  assert_int_equal(be32(s + 29), crc32_naive(s + 12, 17));
-  free(s);
-}
-
-/* Well-formed XML (tags nest and close, comments, declarations and CDATA
- * skipped) whose root element is <svg>. */
-static void check_svg(const char *path) {
-  char *s = get(path, NULL), *stack[64];
-  if (!s) fail_msg("%s: missing", path);
-  int depth = 0, roots = 0;
-  bool svg_root = false;
-  for (char *p = s; (p = strchr(p, '<'));) {
-    if (!strncmp(p, "<!--", 4)) {
-      p = strstr(p, "-->");
-      assert_non_null(p);
-      continue;
-    }
-    if (!strncmp(p, "<![CDATA[", 9)) {
-      p = strstr(p, "]]>");
-      assert_non_null(p);
-      continue;
-    }
-    if (p[1] == '?' || p[1] == '!') {
-      p = strchr(p, '>');
-      assert_non_null(p);
-      continue;
-    }
-    char *end = p + 1;
-    char quote = 0;
-    for (; *end && (quote || *end != '>'); end++)
-      if (*end == '"' || *end == '\'') quote = quote == *end ? 0 : quote ? quote : *end;
-    assert_int_equal(*end, '>');
-    bool closing = p[1] == '/', empty = end[-1] == '/';
-    char *name = p + 1 + closing;
-    size_t k = strcspn(name, " \t\r\n/>");
-    if (closing) {
-      assert_true(depth > 0);
-      depth--;
-      if (strncmp(stack[depth], name, k) || stack[depth][k] != '\0')
-        fail_msg("%s: </%.*s> closes <%s>", path, (int)k, name, stack[depth]);
-      free(stack[depth]);
-    } else {
-      if (depth == 0) roots++, svg_root = k == 3 && !strncmp(name, "svg", 3);
-      if (!empty) {
-        assert_true(depth < 64);
-        stack[depth] = strndup(name, k);
-        depth++;
-      }
-    }
-    p = end;
-  }
-  assert_int_equal(depth, 0);
-  assert_int_equal(roots, 1);
-  assert_true(svg_root);
-  free(s);
-}
 
 /* Every figure of dir/figures has NAME.dat and NAME.gp, and, rendered,
  * NAME.png and NAME.svg; returns the number of figures. */
@@ -385,7 +306,7 @@ static int check_figures(const char *dir, bool rendered) {
     assert_true(exists(path_of(fd, f)));
     snprintf(f, sizeof f, "%s.png", stem);
     assert_int_equal(exists(path_of(fd, f)), rendered);
-    if (rendered) check_png(path_of(fd, f));
+    if (rendered) check_png(path_of(fd, f), 200);
     snprintf(f, sizeof f, "%s.svg", stem);
     assert_int_equal(exists(path_of(fd, f)), rendered);
     if (rendered) check_svg(path_of(fd, f));
