@@ -10,21 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The whole file, NUL-terminated (malloc'd); NULL if it cannot be read. */
-static char *figure_slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  if (len) *len = (size_t)n;
-  return s;
-}
+#include "cli_util.h"
 
 static uint32_t crc32_naive(const unsigned char *p, size_t n) {
   uint32_t c = 0xffffffffu;
@@ -43,7 +29,7 @@ static uint32_t be32(const unsigned char *p) {
  * min_px each way, and IEND last. */
 static void check_png(const char *path, uint32_t min_px) {
   size_t n;
-  unsigned char *s = (unsigned char *)figure_slurp(path, &n);
+  unsigned char *s = (unsigned char *)read_file(path, &n);
   if (!s) fail_msg("%s: missing", path);
   assert_true(n > 45);
   assert_memory_equal(s, "\x89PNG\r\n\x1a\n", 8);
@@ -58,7 +44,7 @@ static void check_png(const char *path, uint32_t min_px) {
 /* Well-formed XML (tags nest and close, comments, declarations and CDATA
  * skipped) whose root element is <svg> and that draws something. */
 static void check_svg(const char *path) {
-  char *s = figure_slurp(path, NULL), *stack[64];
+  char *s = read_file(path, NULL), *stack[64];
   if (!s) fail_msg("%s: missing", path);
   int depth = 0, roots = 0;
   bool svg_root = false;

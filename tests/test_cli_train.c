@@ -19,35 +19,6 @@
 
 static char tmpdir[64];
 
-/* Runs `recall ARGS` (shell words) capturing stdout+stderr; returns the exit
- * status and a malloc'd output. */
-static int run(char **out, const char *fmt, ...) {
-  const char *bin = getenv("RECALL_BIN");
-  assert_non_null(bin);
-  char args[3000], cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-  return capture_command(out, cmd);
-}
-
-static char *slurp(const char *dir, const char *file) {
-  char path[256];
-  snprintf(path, sizeof path, "%s/%s", dir, file);
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
-  return s;
-}
-
 static int count_lines(const char *s) {
   int n = 0;
   for (; *s; s++) n += *s == '\n';
@@ -91,14 +62,14 @@ static void train_writes_run_and_eval_reproduces_sweep(void **state) {
   (void)state;
   char *out, dir[128];
   snprintf(dir, sizeof dir, "%s/a", tmpdir);
-  int rc = run(&out, "train %s " SMALL " --set sweep_n=30 -o %s", MODEL, dir);
+  int rc = run_recall(&out, "train %s " SMALL " --set sweep_n=30 -o %s", MODEL, dir);
   if (rc != 0) fail_msg("%s", out);
   /* not a terminal: one summary line */
   assert_int_equal(count_lines(out), 1);
   assert_non_null(strstr(out, "recall train: mamba: stopped at max steps 60"));
   free(out);
-  char *csv = slurp(dir, "train.csv"), *sweep = slurp(dir, "sweep.csv");
-  char *cfg = slurp(dir, "config.json");
+  char *csv = read_in(dir, "train.csv", NULL), *sweep = read_in(dir, "sweep.csv", NULL);
+  char *cfg = read_in(dir, "config.json", NULL);
   assert_non_null(csv), assert_non_null(sweep), assert_non_null(cfg);
   assert_int_equal(count_lines(csv), 4); /* header, steps 20 40 60 */
   assert_true(!strncmp(csv, "step,train_loss,test_loss,test_acc,elapsed_s\n20,", 48));
@@ -120,11 +91,11 @@ static void train_writes_run_and_eval_reproduces_sweep(void **state) {
   assert_non_null(strstr(rt_meta_get(t, "spec"), "specs/models/mamba.lua"));
 
   /* eval rebuilds the model from the checkpoint: the same sweep */
-  rc = run(&out, "eval %s -n 30", ck);
+  rc = run_recall(&out, "eval %s -n 30", ck);
   if (rc != 0) fail_msg("%s", out);
   assert_string_equal(out, sweep);
   free(out);
-  rc = run(&out, "eval %s -n 30 --lengths 5..7 --threads 2", ck);
+  rc = run_recall(&out, "eval %s -n 30 --lengths 5..7 --threads 2", ck);
   assert_int_equal(rc, 0);
   assert_int_equal(count_lines(out), 4);
   assert_true(!strncmp(out, "length,accuracy,n,loss\n5,", 25));
@@ -139,7 +110,7 @@ static void train_writes_run_and_eval_reproduces_sweep(void **state) {
   char bad[160];
   snprintf(bad, sizeof bad, "%s/other.safetensors", tmpdir);
   assert_int_equal(rt_st_write(bad, t, &err), 0);
-  rc = run(&out, "eval %s -n 10", bad);
+  rc = run_recall(&out, "eval %s -n 10", bad);
   assert_int_equal(rc, 1);
   if (!strstr(out, "not a checkpoint of this model: parameter \"layers.0.norm.weight\" is F32[8] there, the model's is F32[16]"))
     fail_msg("%s", out);
@@ -154,11 +125,11 @@ static void threads_give_identical_runs(void **state) {
   char *out, d1[128], d2[128];
   snprintf(d1, sizeof d1, "%s/t1", tmpdir);
   snprintf(d2, sizeof d2, "%s/t2", tmpdir);
-  assert_int_equal(run(&out, "train %s " SMALL " --set sweep_n=0 -o %s", MODEL, d1), 0);
+  assert_int_equal(run_recall(&out, "train %s " SMALL " --set sweep_n=0 -o %s", MODEL, d1), 0);
   free(out);
-  assert_int_equal(run(&out, "train %s " SMALL " --set sweep_n=0 --threads 2 -o %s", MODEL, d2), 0);
+  assert_int_equal(run_recall(&out, "train %s " SMALL " --set sweep_n=0 --threads 2 -o %s", MODEL, d2), 0);
   free(out);
-  char *a = slurp(d1, "train.csv"), *b = slurp(d2, "train.csv");
+  char *a = read_in(d1, "train.csv", NULL), *b = read_in(d2, "train.csv", NULL);
   strip_time(a), strip_time(b);
   assert_string_equal(a, b);
   free(a), free(b);
@@ -175,46 +146,46 @@ static void threads_give_identical_runs(void **state) {
     assert_memory_equal(t1->t[i]->data, u->data, (size_t)u->numel * 4);
   }
   rt_tensors_free(t1), rt_tensors_free(t2);
-  assert_null(slurp(d1, "sweep.csv")); /* sweep_n=0: no sweep */
+  assert_null(read_in(d1, "sweep.csv", NULL)); /* sweep_n=0: no sweep */
 }
 
 static void nan_stops_with_a_message(void **state) {
   (void)state;
   char *out, dir[128];
   snprintf(dir, sizeof dir, "%s/nan", tmpdir);
-  int rc = run(&out, "train specs/models/transformer.lua " SMALL " --set lr=1e38 --set eval_every=1 -o %s", dir);
+  int rc = run_recall(&out, "train specs/models/transformer.lua " SMALL " --set lr=1e38 --set eval_every=1 -o %s", dir);
   assert_int_equal(rc, 1);
   if (!strstr(out, "loss is NaN; stopping (lower the learning rate?)")) fail_msg("%s", out);
   free(out);
-  char *cfg = slurp(dir, "config.json"), *csv = slurp(dir, "train.csv");
+  char *cfg = read_in(dir, "config.json", NULL), *csv = read_in(dir, "train.csv", NULL);
   assert_non_null(strstr(cfg, "\"status\": \"diverged\""));
   assert_non_null(csv); /* the rows written before the NaN stay */
   assert_true(!strncmp(csv, "step,", 5));
-  assert_null(slurp(dir, "checkpoint.safetensors"));
+  assert_null(read_in(dir, "checkpoint.safetensors", NULL));
   free(cfg), free(csv);
 }
 
 static void option_errors(void **state) {
   (void)state;
   char *out;
-  assert_int_equal(run(&out, "train %s --set lrr=0.1", MODEL), 1);
+  assert_int_equal(run_recall(&out, "train %s --set lrr=0.1", MODEL), 1);
   assert_non_null(strstr(out, "--set lrr: unknown option (did you mean 'lr'?)"));
   free(out);
-  assert_int_equal(run(&out, "train %s --set layer=1", MODEL), 1);
+  assert_int_equal(run_recall(&out, "train %s --set layer=1", MODEL), 1);
   assert_non_null(strstr(out, "did you mean 'layers'?"));
   free(out);
-  assert_int_equal(run(&out, "train %s --set n=5", MODEL), 1);
+  assert_int_equal(run_recall(&out, "train %s --set n=5", MODEL), 1);
   assert_non_null(strstr(out, "n is the graph's length"));
   free(out);
-  assert_int_equal(run(&out, "train %s --set steps=1.5", MODEL), 1);
+  assert_int_equal(run_recall(&out, "train %s --set steps=1.5", MODEL), 1);
   assert_non_null(strstr(out, "steps takes an integer"));
   free(out);
-  assert_int_equal(run(&out, "train %s --set tau=63 --set L=64", MODEL), 1);
+  assert_int_equal(run_recall(&out, "train %s --set tau=63 --set L=64", MODEL), 1);
   assert_non_null(strstr(out, "too short for tau = 63"));
   free(out);
-  assert_int_equal(run(&out, "train %s --backend gpu", MODEL), 2);
+  assert_int_equal(run_recall(&out, "train %s --backend gpu", MODEL), 2);
   free(out);
-  assert_int_equal(run(&out, "train --help"), 0);
+  assert_int_equal(run_recall(&out, "train --help"), 0);
   assert_non_null(strstr(out, "sweep_n"));
   assert_non_null(strstr(out, "eval_every"));
   free(out);
@@ -225,9 +196,9 @@ static void data_files(void **state) {
   char *out, st[160], csv[160];
   snprintf(st, sizeof st, "%s/d.safetensors", tmpdir);
   snprintf(csv, sizeof csv, "%s/d.csv", tmpdir);
-  assert_int_equal(run(&out, "data --set K=16 --set M=4 --set tau=5 --length 20 -n 100 -o %s", st), 0);
+  assert_int_equal(run_recall(&out, "data --set K=16 --set M=4 --set tau=5 --length 20 -n 100 -o %s", st), 0);
   free(out);
-  assert_int_equal(run(&out, "data --set K=16 --set M=4 --set tau=5 --length 20 -n 3 -o %s", csv), 0);
+  assert_int_equal(run_recall(&out, "data --set K=16 --set M=4 --set tau=5 --length 20 -n 3 -o %s", csv), 0);
   free(out);
   ir_error err;
   rt_tensors *t = rt_st_read(st, &err);
@@ -247,14 +218,14 @@ static void data_files(void **state) {
     assert_int_equal(i, ((int32_t *)pos->data)[e]);
   }
   rt_tensors_free(t);
-  char *c = slurp(tmpdir, "d.csv");
+  char *c = read_in(tmpdir, "d.csv", NULL);
   assert_int_equal(count_lines(c), 4);
   assert_true(!strncmp(c, "example,label,i,x0,x1,", 22));
   free(c);
-  assert_int_equal(run(&out, "data --set tua=5 --length 20 -o %s", csv), 2);
+  assert_int_equal(run_recall(&out, "data --set tua=5 --length 20 -o %s", csv), 2);
   assert_non_null(strstr(out, "did you mean 'tau'?"));
   free(out);
-  assert_int_equal(run(&out, "data --set tau=19 --length 20 -o %s", csv), 1);
+  assert_int_equal(run_recall(&out, "data --set tau=19 --length 20 -o %s", csv), 1);
   assert_non_null(strstr(out, "too short"));
   free(out);
 }

@@ -56,22 +56,6 @@ static int run(char **out, char **err, const char *env, const char *fmt, ...) {
   return rc;
 }
 
-static char *get(const char *dir, const char *file, size_t *len) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", dir, file);
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
-  if (len) *len = (size_t)n;
-  return s;
-}
-
 static bool exists(const char *dir, const char *file) {
   char path[512];
   struct stat st;
@@ -81,18 +65,6 @@ static bool exists(const char *dir, const char *file) {
 
 static void check_has(const char *text, const char *want) {
   if (!text || !strstr(text, want)) fail_msg("\"%s\" not in:\n%s", want, text ? text : "(null)");
-}
-
-static bool have_gnuplot(void) {
-  const char *path = getenv("PATH");
-  char buf[1024];
-  while (path && *path) {
-    size_t n = strcspn(path, ":");
-    snprintf(buf, sizeof buf, "%.*s/gnuplot", (int)n, path);
-    if (access(buf, X_OK) == 0) return true;
-    path += n + (path[n] == ':');
-  }
-  return false;
 }
 
 /* dir/file as a real PNG / SVG (figure_check.h). */
@@ -257,7 +229,7 @@ static void test_hybrid(void **state) {
   rt_ar_task task = {K, 1, 1, L};
   int32_t tok[L], label, i;
   assert_int_equal(rt_ar_example(0, RT_STREAM_SWEEP + L, 3, &task, tok, &label, &i), 0);
-  char *md = get(dir, "inspect.md", NULL), row[256] = "| token |";
+  char *md = read_in(dir, "inspect.md", NULL), row[256] = "| token |";
   for (int t = 0; t < L; t++) snprintf(row + strlen(row), sizeof row - strlen(row), " %d |", tok[t]);
   check_has(md, row);
   char want[256];
@@ -279,7 +251,7 @@ static void test_hybrid(void **state) {
 
   /* attention: [1, 8, 8], causal rows summing to 1; its scores in the md */
   static double vals[4][64 * 64];
-  char *dat = get(dir, "layers.1.mixer.attn.dat", NULL);
+  char *dat = read_in(dir, "layers.1.mixer.attn.dat", NULL);
   assert_int_equal(read_dat(dat, L, L, vals), 1);
   check_attention(vals[0], L);
   double prev = 0;
@@ -291,7 +263,7 @@ static void test_hybrid(void **state) {
   free(dat);
 
   /* dt: [8, 16], every value > 0 (softplus) */
-  dat = get(dir, "layers.0.mixer.dt.dat", NULL);
+  dat = read_in(dir, "layers.0.mixer.dt.dat", NULL);
   assert_int_equal(read_dat(dat, L, E, vals), 1);
   double mean = 0;
   for (int j = 0; j < L * E; j++) {
@@ -327,7 +299,7 @@ static void test_determinism(void **state) {
   static const char *const files[] = {"inspect.md", "layers.1.mixer.attn.dat",
                                       "layers.0.mixer.dt.dat", "layers.1.mixer.attn.gp"};
   for (int f = 0; f < 4; f++) {
-    char *x = get(a, files[f], NULL), *y = get(b, files[f], NULL);
+    char *x = read_in(a, files[f], NULL), *y = read_in(b, files[f], NULL);
     assert_non_null(x), assert_non_null(y);
     assert_string_equal(x, y);
     free(x), free(y);
@@ -337,12 +309,12 @@ static void test_determinism(void **state) {
   rt_ar_task task = {K, 1, 1, 11};
   int32_t tok[11];
   assert_int_equal(rt_ar_example(7, RT_STREAM_SWEEP + 11, 5, &task, tok, NULL, NULL), 0);
-  char *md = get(c, "inspect.md", NULL), row[256] = "| token |";
+  char *md = read_in(c, "inspect.md", NULL), row[256] = "| token |";
   for (int t = 0; t < 11; t++) snprintf(row + strlen(row), sizeof row - strlen(row), " %d |", tok[t]);
   check_has(md, row);
   check_has(md, "data seed 7");
   static double vals[2][64 * 64];
-  char *dat = get(c, "layers.1.mixer.attn.dat", NULL);
+  char *dat = read_in(c, "layers.1.mixer.attn.dat", NULL);
   assert_int_equal(read_dat(dat, 11, 11, vals), 1);
   check_attention(vals[0], 11);
   free(dat), free(md);
@@ -368,7 +340,7 @@ static void test_default_dir_and_no_gnuplot(void **state) {
   if (!first) fail_msg("no skip message in:\n%s", err);
   assert_null(strstr(first + 1, msg));
   check_has(out, "not rendered");
-  char *md = get(dir, "inspect.md", NULL);
+  char *md = read_in(dir, "inspect.md", NULL);
   check_has(md, "Figures are not rendered (gnuplot not found)");
   free(md), free(out), free(err);
 }
@@ -386,7 +358,7 @@ static void test_heads(void **state) {
   for (int l = 0; l < 2; l++) {
     char name[64];
     snprintf(name, sizeof name, "layers.%d.mixer.attn.dat", l);
-    char *dat = get(dir, name, NULL);
+    char *dat = read_in(dir, name, NULL);
     assert_int_equal(read_dat(dat, 12, 12, vals), 2);
     check_attention(vals[0], 12), check_attention(vals[1], 12);
     free(dat);

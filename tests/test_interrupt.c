@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cli_util.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -130,20 +132,6 @@ static void sweep_stops_at_the_flag(void **state) {
 
 static char tmp[64];
 
-static char *slurp_path(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 1 << 12, n = 0, k;
-  char *s = malloc(cap);
-  while ((k = fread(s + n, 1, cap - n - 1, f)) > 0) {
-    n += k;
-    if (cap - n < 2) s = realloc(s, cap *= 2);
-  }
-  fclose(f);
-  s[n] = 0;
-  return s;
-}
-
 static char *slurp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *slurp(const char *fmt, ...) {
   char path[512];
@@ -151,7 +139,7 @@ static char *slurp(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(path, sizeof path, fmt, ap);
   va_end(ap);
-  char *s = slurp_path(path);
+  char *s = read_file(path, NULL);
   if (!s) fail_msg("cannot read %s", path);
   return s;
 }
@@ -181,7 +169,7 @@ static bool has_suffix(const char *s, const char *suf) {
 /* A CSV file as recall writes it: a header, then rows with as many
  * fields, each ending in a newline (no quoted fields in these files). */
 static void check_csv(const char *path) {
-  char *s = slurp_path(path);
+  char *s = read_file(path, NULL);
   assert_non_null(s);
   size_t len = strlen(s);
   if (len == 0 || s[len - 1] != '\n') fail_msg("%s: empty or a cut last row", path);
@@ -200,7 +188,7 @@ static void check_csv(const char *path) {
 /* JSON as recall writes it: one object, braces and brackets balanced
  * outside strings, ending "}\n". */
 static void check_json(const char *path) {
-  char *s = slurp_path(path);
+  char *s = read_file(path, NULL);
   assert_non_null(s);
   int depth = 0;
   bool in_str = false;
@@ -261,7 +249,7 @@ static int check_complete(const char *dir, bool temps) {
       assert_true(t->n > 0);
       rt_tensors_free(t);
     } else if (!strcmp(de->d_name, "done")) {
-      char *s = slurp_path(path);
+      char *s = read_file(path, NULL);
       if (strcmp(s, "max_steps\n") && strcmp(s, "reached\n") && strcmp(s, "diverged\n"))
         fail_msg("%s: '%s'", path, s);
       free(s);
@@ -392,7 +380,7 @@ static void census(const char *dir, int *done, int *midway) {
     }
     char path[512];
     snprintf(path, sizeof path, "%s/runs/%s/train.csv", dir, runs[i]);
-    char *s = slurp_path(path);
+    char *s = read_file(path, NULL);
     if (s && count_lines(s) >= 2) ++*midway;
     free(s);
   }
@@ -567,7 +555,7 @@ static void train_command_stops(void **state) {
   for (;;) {
     char p[512];
     snprintf(p, sizeof p, "%s/train.csv", dir);
-    char *s = slurp_path(p);
+    char *s = read_file(p, NULL);
     int n = s ? count_lines(s) : 0;
     free(s);
     if (n >= 3) break;

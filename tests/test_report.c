@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_util.h"
 #include "figure_check.h"
 #include "runtime.h"
 
@@ -38,22 +39,6 @@ static void put(const char *path, const char *text) {
   fclose(f);
 }
 
-/* The file's text (malloc'd), NULL if missing; *len its size. */
-static char *get(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  if (len) *len = (size_t)n;
-  return s;
-}
-
 static bool exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
@@ -69,18 +54,6 @@ static void rm_rf(const char *dir) {
   char cmd[1200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   assert_int_equal(system(cmd), 0);
-}
-
-static bool have_gnuplot(void) {
-  const char *path = getenv("PATH");
-  char buf[1024];
-  while (path && *path) {
-    size_t n = strcspn(path, ":");
-    snprintf(buf, sizeof buf, "%.*s/gnuplot", (int)n, path);
-    if (access(buf, X_OK) == 0) return true;
-    path += n + (path[n] == ':');
-  }
-  return false;
 }
 
 /* ---- the fixture ----
@@ -351,7 +324,7 @@ static void test_experiment(void **state) {
   assert_int_equal(info.rendered, gp ? 5 : 0);
   assert_int_equal(check_figures(dir, gp), 5);
 
-  char *md = get(path_of(dir, "report.md"), NULL);
+  char *md = read_file(path_of(dir, "report.md"), NULL);
   assert_non_null(md);
   check_has(md, "# Fixture experiment\n");
   check_has(md, "| eval_every | 100 |");
@@ -410,7 +383,7 @@ static void test_experiment(void **state) {
                  "accuracy beyond L unchanged (0.469 and 0.469)");
 
   /* the data behind the figures */
-  char *dat = get(path_of(dir, "figures/acc_M1-tau1-d8.dat"), NULL);
+  char *dat = read_file(path_of(dir, "figures/acc_M1-tau1-d8.dat"), NULL);
   assert_non_null(dat);
   check_dat(dat, "mamba", 24, 0.92, 0.84, 1.0, 2);
   check_dat(dat, "mamba", 3, 1.0, 1.0, 1.0, 2);
@@ -420,7 +393,7 @@ static void test_experiment(void **state) {
   check_dat(dat, "transformer-nope", 17, (g0 + g1) / 2, fmin(g0, g1), fmax(g0, g1), 2);
   double v[4];
   assert_false(dat_row(dat, "mamba", 2, v)); /* lengths start at tau + 2 */
-  char *cdat = get(path_of(dir, "figures/conv_M1-tau1-d8.dat"), NULL);
+  char *cdat = read_file(path_of(dir, "figures/conv_M1-tau1-d8.dat"), NULL);
   assert_non_null(cdat);
   check_dat(cdat, "mamba", 100, 0.1, 0.1, 0.1, 2);
   check_dat(cdat, "mamba", 300, 0.78, 0.6, 0.96, 2);
@@ -429,7 +402,7 @@ static void test_experiment(void **state) {
   /* seed 1 ran to 1000 (0.9); seed 0 reached at 800 (0.99) and carries it */
   check_dat(cdat, "transformer-rope", 1000, 0.945, 0.9, 0.99, 2);
   check_dat(cdat, "transformer-learned", 1000, 0.06, 0.06, 0.06, 2);
-  char *gp_text = get(path_of(dir, "figures/acc_M1-tau1-d8.gp"), NULL);
+  char *gp_text = read_file(path_of(dir, "figures/acc_M1-tau1-d8.gp"), NULL);
   assert_non_null(gp_text);
   check_has(gp_text, "set terminal pngcairo");
   check_has(gp_text, "set terminal svg");
@@ -437,7 +410,7 @@ static void test_experiment(void **state) {
   check_has(gp_text, "set arrow from 8, graph 0 to 8, graph 1");
   check_has(gp_text, "0.0625 with lines dt 2");
   check_has(gp_text, "title 'transformer-rope'");
-  char *conv_gp = get(path_of(dir, "figures/conv_M1-tau1-d8.gp"), NULL);
+  char *conv_gp = read_file(path_of(dir, "figures/conv_M1-tau1-d8.gp"), NULL);
   check_has(conv_gp, "batch 32");
 
   free(t1), free(t2), free(cmp), free(md), free(dat), free(cdat), free(gp_text), free(conv_gp);
@@ -466,7 +439,7 @@ static void test_nothing_learned(void **state) {
   assert_false(info.gnuplot_missing); /* not asked to render */
   assert_int_equal(info.rendered, 0);
   assert_int_equal(info.figures, 1); /* no convergence.csv: no convergence figure */
-  char *md = get(path_of(dir, "report.md"), NULL);
+  char *md = read_file(path_of(dir, "report.md"), NULL);
   check_has(md, "No model learned: accuracies within 0.05 of chance 1/K = 0.0625 at every "
                 "length (a and b)");
   char *sec = section(md, "M 1, tau 1, d 8");
@@ -521,7 +494,7 @@ static void test_study(void **state) {
   assert_int_equal(check_figures(path_of(dir, "p2"), gp), 3);
   assert_int_equal(check_figures(path_of(dir, "p3"), gp), 3);
   assert_true(exists(path_of(dir, "p2/figures/cmp_M_tau1-d8.dat")));
-  char *md = get(path_of(dir, "report.md"), NULL);
+  char *md = read_file(path_of(dir, "report.md"), NULL);
   assert_non_null(md);
   check_has(md, "[report](p2/report.md)");
   check_has(md, "[report](p3/report.md)");
@@ -532,12 +505,12 @@ static void test_study(void **state) {
                     "beyond L from 0.625 to 1.000");
   check_has(across, "mamba at M 4, tau 1: raising d from 8 to 64 leaves the mean accuracy "
                     "beyond L unchanged (1.000 and 1.000)");
-  char *p2 = get(path_of(dir, "p2/report.md"), NULL);
+  char *p2 = read_file(path_of(dir, "p2/report.md"), NULL);
   check_has(p2, "mamba holds accuracy >= 0.9 up to length 12 and drops below 0.9 at length "
                 "13 (0.500)");
   check_has(p2, "mamba at tau 1, d 8: raising M from 4 to 8 lowers the mean accuracy beyond "
                 "L from 1.000 to 0.625");
-  char *dat = get(path_of(dir, "figures/cmp_d.dat"), NULL);
+  char *dat = read_file(path_of(dir, "figures/cmp_d.dat"), NULL);
   check_dat(dat, "d 8 [mamba, M 8, tau 1]", 13, 0.5, 0.5, 0.5, 1);
   check_dat(dat, "d 8 [mamba, M 4, tau 1]", 13, 1.0, 1.0, 1.0, 1);
   check_dat(dat, "d 64 [mamba, M 8, tau 1]", 24, 1.0, 1.0, 1.0, 1);
@@ -560,7 +533,7 @@ static void test_without_gnuplot(void **state) {
   assert_true(info.gnuplot_missing);
   assert_int_equal(info.rendered, 0);
   assert_int_equal(check_figures(dir, false), 5);
-  char *md = get(path_of(dir, "report.md"), NULL);
+  char *md = read_file(path_of(dir, "report.md"), NULL);
   check_has(md, "Figures are not rendered (gnuplot not found)");
   check_has(md, "mamba holds accuracy >= 0.9 up to length 24 (3L)");
   free(md);
@@ -602,7 +575,7 @@ static void test_cli(void **state) {
   char *first = strstr(out, msg);
   if (!first) fail_msg("no skip message in:\n%s", out);
   assert_null(strstr(first + 1, msg));
-  char *p2 = get(path_of(dir, "p2/report.md"), NULL);
+  char *p2 = read_file(path_of(dir, "p2/report.md"), NULL);
   check_has(p2, "# Problem 2\n");
   check_has(p2, "| eval_every | 100 |");
   assert_null(strstr(p2, "| M | 4 |")); /* differs between runs: not a shared option */
@@ -679,7 +652,7 @@ static void test_errors(void **state) {
   put(path_of(dir, "results.csv"), "run,model,K,L,status,length,accuracy\n"
                                    "r,m,16,8,diverged,,\n");
   if (rt_report(dir, &o, NULL, &err) < 0) fail_msg("%s", err.msg);
-  char *md = get(path_of(dir, "report.md"), NULL);
+  char *md = read_file(path_of(dir, "report.md"), NULL);
   check_has(md, "m has no sweep in any of its 1 seeds (diverged)");
   free(md);
   rm_rf(dir);

@@ -243,19 +243,6 @@ static void sandbox_has_no_io_or_os(void **state) {
 
 static char tmp[64];
 
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...) {
-  const char *bin = getenv("RECALL_BIN");
-  assert_non_null(bin);
-  char args[2048], cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-  return capture_command(out, cmd);
-}
-
 static char *slurp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *slurp(const char *fmt, ...) {
   char path[1024];
@@ -263,15 +250,8 @@ static char *slurp(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(path, sizeof path, fmt, ap);
   va_end(ap);
-  FILE *f = fopen(path, "rb");
-  if (!f) fail_msg("cannot read %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
+  char *s = read_file(path, NULL);
+  if (!s) fail_msg("cannot read %s", path);
   return s;
 }
 
@@ -340,7 +320,7 @@ static int setup_tiny(void **state) {
   snprintf(path, sizeof path, "%s/tiny.lua", tmp);
   write_text(path, tiny);
   char *out;
-  int st = run(&out, "run %s/tiny.lua -o %s/A -j 2", tmp, tmp);
+  int st = run_recall(&out, "run %s/tiny.lua -o %s/A -j 2", tmp, tmp);
   if (st != 0) fprintf(stderr, "%s", out);
   free(out);
   return st == 0 ? 0 : -1;
@@ -420,7 +400,7 @@ static void run_refuses_without_resume(void **state) {
   (void)state;
   char *before = slurp("%s/A/results.csv", tmp);
   char *out;
-  assert_int_equal(run(&out, "run %s/tiny.lua -o %s/A", tmp, tmp), 1);
+  assert_int_equal(run_recall(&out, "run %s/tiny.lua -o %s/A", tmp, tmp), 1);
   assert_contains(out, "--resume");
   assert_contains(out, "4 finished runs");
   char *after = slurp("%s/A/results.csv", tmp);
@@ -432,7 +412,7 @@ static void run_refuses_without_resume(void **state) {
 static void jobs_do_not_change_results(void **state) {
   (void)state;
   char *out;
-  int st = run(&out, "run %s/tiny.lua -o %s/B -j 1", tmp, tmp);
+  int st = run_recall(&out, "run %s/tiny.lua -o %s/B -j 1", tmp, tmp);
   if (st) fail_msg("%s", out);
   free(out);
   const char *files[] = {"results.csv", "convergence.csv"};
@@ -463,7 +443,7 @@ static void resume_redoes_only_unfinished(void **state) {
   char *cfg[TINY_RUNS];
   for (int i = 0; i < TINY_RUNS; i++) cfg[i] = slurp("%s/C/runs/%s/config.json", tmp, tiny_runs[i]);
   char *out;
-  int st = run(&out, "run %s/tiny.lua -o %s/C --resume -j 2", tmp, tmp);
+  int st = run_recall(&out, "run %s/tiny.lua -o %s/C --resume -j 2", tmp, tmp);
   if (st) fail_msg("%s", out);
   assert_contains(out, "3 of 4 runs are done; running the other 1");
   assert_contains(out, redo);
@@ -486,7 +466,7 @@ static void resume_redoes_only_unfinished(void **state) {
     free(a), free(c);
   }
   /* --resume with an experiment that gives other runs refuses */
-  st = run(&out, "run %s/tiny.lua -o %s/C --resume --set seed=5", tmp, tmp);
+  st = run_recall(&out, "run %s/tiny.lua -o %s/C --resume --set seed=5", tmp, tmp);
   assert_int_equal(st, 1);
   assert_contains(out, "describes other runs");
   free(out);
@@ -508,7 +488,7 @@ static void study_concatenates(void **state) {
   snprintf(path, sizeof path, "%s/st.lua", tmp);
   write_text(path, "return {name = 'st', experiments = {'e1.lua', 'e2.lua'}}\n");
   char *out;
-  int st = run(&out, "run %s/st.lua -o %s/S -j 2 --set tau=2", tmp, tmp);
+  int st = run_recall(&out, "run %s/st.lua -o %s/S -j 2 --set tau=2", tmp, tmp);
   if (st) fail_msg("%s", out);
   free(out);
   char *r1 = slurp("%s/S/e1/results.csv", tmp), *r2 = slurp("%s/S/e2/results.csv", tmp);
