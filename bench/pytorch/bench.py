@@ -35,16 +35,6 @@ import models  # noqa: E402
 TAU, M = 1, 1
 
 
-def kind_of(label):
-    kind = label.replace("-", "_")
-    if kind == "transformer":
-        kind = "transformer_rope"
-    if kind not in models.MODELS:
-        raise SystemExit(f"bench.py: unknown model '{label}' (one of "
-                         + ", ".join(k.replace('_', '-') for k in models.MODELS) + ")")
-    return kind
-
-
 def emit(rec):
     print(json.dumps(rec), flush=True)
 
@@ -103,7 +93,7 @@ def main():
     p.add_argument("--no-step", action="store_true")
     p.add_argument("--no-sweep", action="store_true")
     a = p.parse_args()
-    kind = kind_of(a.model)
+    kind = models.kind_of(a.model, "bench.py")
     label = kind.replace("_", "-")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)

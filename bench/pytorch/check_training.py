@@ -66,10 +66,7 @@ def main():
                    help="task options for recall (K, d, L, M, tau, seed)")
     p.add_argument("--tol", type=float, default=1e-3)
     a = p.parse_args()
-    kind = a.model.replace("-", "_")
-    kind = "transformer_rope" if kind == "transformer" else kind
-    if kind not in models.MODELS:
-        raise SystemExit(f"check_training.py: unknown model '{a.model}'")
+    kind = models.kind_of(a.model, "check_training.py")
     spec = os.path.join(ROOT, "specs", "models", kind.split("_")[0] + ".lua")
     opts = dict(s.split("=", 1) for s in a.set)
     K, d, L = int(opts.get("K", 16)), int(opts.get("d", 8)), int(opts.get("L", 64))

@@ -19,6 +19,18 @@ MODELS = ("transformer_rope", "transformer_learned", "transformer_nope",
           "mamba", "hybrid")
 
 
+def kind_of(label, prog):
+    """The MODELS entry of a command-line label ("transformer" is RoPE's);
+    exits naming prog and the choices for an unknown one."""
+    kind = label.replace("-", "_")
+    if kind == "transformer":
+        kind = "transformer_rope"
+    if kind not in MODELS:
+        raise SystemExit(f"{prog}: unknown model '{label}' (one of "
+                         + ", ".join(k.replace('_', '-') for k in MODELS) + ")")
+    return kind
+
+
 def embedding_table(K, d):
     """V: numpy.random.seed(0); randn(K, d), rows normalised (float64)."""
     np.random.seed(0)

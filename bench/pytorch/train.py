@@ -40,11 +40,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    kind = a.model.replace("-", "_")
-    if kind == "transformer":
-        kind = "transformer_rope"
-    if kind not in models.MODELS:
-        raise SystemExit(f"train.py: unknown model '{a.model}'")
+    kind = models.kind_of(a.model, "train.py")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
