@@ -112,6 +112,10 @@ LLVMValueRef cg_i64(cg_ctx *c, int64_t v);
 LLVMValueRef cg_i32c(cg_ctx *c, int32_t v);
 LLVMValueRef cg_f32c(cg_ctx *c, double v);
 LLVMTypeRef cg_elty(cg_ctx *c, const ir_node *n);
+/* Lanes of the scans' vector code (ops_scan.c); plan.c sizes their
+ * partial sums by it. */
+enum { CG_SCAN_VW = 16 };
+
 /* c->vw lanes of scalar type (the scalar itself when vw <= 1), a value
  * splat across them, and float loads/stores of that width at a float
  * index (alignment 4). */
@@ -185,11 +189,11 @@ LLVMValueRef cg_clamp_index(cg_ctx *c, LLVMValueRef v, int64_t n);
 
 /* ---- math (mathfn.c): inline approximations, float32 ---- */
 LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
-/* Faster forms where denormals are flushed (c->ftz; else cg_exp): for
- * x <= 0 (softmax, cross-entropy, sigmoid's exp(-|x|)), and for the
- * scan's decay exp(delta A) (inputs above 88.37 saturate; see mathfn.c). */
+/* Faster forms where denormals are flushed (c->ftz; else cg_exp): exp
+ * for x <= 0 (softmax, cross-entropy, sigmoid's exp(-|x|)), and 2^x for
+ * the scan's decay exp(delta A) = 2^((delta log2 e) A) (mathfn.c). */
 LLVMValueRef cg_exp_nonpos(cg_ctx *c, LLVMValueRef x);
-LLVMValueRef cg_exp_decay(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef y); /* y >= 0 */
 LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x);

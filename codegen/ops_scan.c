@@ -1,7 +1,7 @@
 /* ops_scan.c — the selective scan and its reverse pass (semantics in ir.h).
  *
- * Both are explicit vector code across channels e (VW lanes, then a
- * scalar tail when E is not a multiple of VW), with the states laid out
+ * Both are explicit vector code across channels e (up to 32 lanes, see
+ * blocks(); a scalar tail when E is not a multiple of 8), states laid out
  * [s][e] so that every step is vertical: y[t,e] accumulates over s in a
  * register, and the reverse pass's sums over s (du, ddelta) too; only
  * dB and dC (sums over e) end in horizontal reductions, one per (t, s).
@@ -13,24 +13,34 @@
  * them instead of running the recurrence (and its exps) a second time. */
 #include "cgint.h"
 
-enum { VW = 8 };
+/* Widest vectors, measured (mamba d 64): the forward step has few live
+ * values and gains up to 32 lanes; the reverse step has many, and spills
+ * past 16. */
+enum { FWD_VW = 32, VW = CG_SCAN_VW };
 
 typedef void (*block_fn)(cg_ctx *c, LLVMValueRef e0, void *ud);
 
-/* fn for e0 = 0, VW, ... as vectors of VW lanes, then for the E % VW
- * remaining channels one at a time (c->vw = 1). */
-static void blocks(cg_ctx *c, int64_t E, block_fn fn, void *ud) {
+/* fn for e0 = 0, W, ... as vectors of W lanes, for the widest W <= maxw
+ * (a power of two >= 8) that fits, then the rest of the channels the
+ * same way with narrower vectors, the last E % 8 one at a time (c->vw =
+ * 1). Wide vectors are several registers: their independent exp chains
+ * interleave, which one 8-lane chain per step cannot (its latency, not
+ * the FMA units, bounded the scan). */
+static void blocks(cg_ctx *c, int64_t E, int maxw, block_fn fn, void *ud) {
   cg_loop l;
-  if (E / VW > 0) {
-    c->vw = VW;
-    LLVMValueRef b = cg_forn(c, &l, E / VW);
-    fn(c, cg_mulk(c, b, VW), ud);
+  int64_t e = 0;
+  for (int w = maxw; w >= 8; w /= 2) {
+    if ((E - e) / w == 0) continue;
+    c->vw = w;
+    LLVMValueRef b = cg_for(c, &l, cg_i64(c, 0), cg_i64(c, (E - e) / w));
+    fn(c, cg_addk(c, cg_mulk(c, b, w), e), ud);
     cg_endfor(c, &l);
+    e += (E - e) / w * w;
   }
-  if (E % VW) {
+  if (e < E) {
     c->vw = 1;
-    LLVMValueRef e = cg_for(c, &l, cg_i64(c, E / VW * VW), cg_i64(c, E));
-    fn(c, e, ud);
+    LLVMValueRef i = cg_for(c, &l, cg_i64(c, e), cg_i64(c, E));
+    fn(c, i, ud);
     cg_endfor(c, &l);
   }
   c->vw = 0;
@@ -79,28 +89,35 @@ typedef struct {
 } sweep;
 
 /* One step t of the recurrence for the channels at e0:
- *   h = a h_prev + (delta u) B[t,s],  a = exp(delta A[e,s]),
+ *   h = a h_prev + (delta u) B[t,s],  a = exp(delta A[e,s]) computed as
+ *   2^((delta log2 e) A[e,s]) (cg_exp2_decay),
  *   y[t,e] = sum_s C[t,s] h (in order of s). */
 static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
   int64_t NE = w->N * w->E;
+  /* U states per iteration: more independent exps in flight */
+  int U = w->N % 4 == 0 ? 4 : w->N % 2 == 0 ? 2 : 1;
   LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
   LLVMValueRef d = cg_vload(c, w->pd, ti), du = mul(c, d, cg_vload(c, w->pu, ti));
+  LLVMValueRef d2 = cg_fmul(c, d, cg_splat(c, cg_f32c(c, 1.44269504088896341)), 0);
   LLVMValueRef yacc = w->py ? cg_alloca(c, cg_vty(c, c->f32), vzero(c)) : NULL;
   LLVMValueRef bc = cg_mulk(c, t, 2 * w->N);
   cg_loop ls;
-  LLVMValueRef s = cg_forn(c, &ls, w->N);
-  LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
-  LLVMValueRef a = cg_exp_decay(c, cg_fmul(c, d, cg_vload(c, w->pAT, idx), 0));
-  LLVMValueRef prev = w->pa ? cg_add(c, cg_mulk(c, t, NE), idx) : idx;
-  LLVMValueRef cur = w->pa ? cg_addk(c, prev, NE) : idx;
-  if (w->pa) cg_vstore(c, a, w->pa, prev);
-  LLVMValueRef h = fma_(c, a, cg_vload(c, w->pH, prev),
-                        mul(c, du, bcast(c, w->pbc, cg_add(c, bc, s))));
-  cg_vstore(c, h, w->pH, cur);
-  if (yacc)
-    set(c, yacc, fma_(c, bcast(c, w->pbc, cg_add(c, cg_addk(c, bc, w->N), s)), h,
-                      get(c, yacc)));
+  LLVMValueRef s0 = cg_mulk(c, cg_forn(c, &ls, w->N / U), U);
+  for (int j = 0; j < U; j++) {
+    LLVMValueRef s = cg_addk(c, s0, j);
+    LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
+    LLVMValueRef a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0));
+    LLVMValueRef prev = w->pa ? cg_add(c, cg_mulk(c, t, NE), idx) : idx;
+    LLVMValueRef cur = w->pa ? cg_addk(c, prev, NE) : idx;
+    if (w->pa) cg_vstore(c, a, w->pa, prev);
+    LLVMValueRef h = fma_(c, a, cg_vload(c, w->pH, prev),
+                          mul(c, du, bcast(c, w->pbc, cg_add(c, bc, s))));
+    cg_vstore(c, h, w->pH, cur);
+    if (yacc)
+      set(c, yacc, fma_(c, bcast(c, w->pbc, cg_add(c, cg_addk(c, bc, w->N), s)), h,
+                        get(c, yacc)));
+  }
   cg_endfor(c, &ls);
   if (yacc) cg_vstore(c, get(c, yacc), w->py, cg_add(c, cg_mulk(c, t, w->E), e0));
 }
@@ -109,7 +126,7 @@ static void fwd_sweep(cg_ctx *c, sweep *w) {
   cg_zero(c, w->pH, w->N * w->E);
   cg_loop lt;
   w->t = cg_forn(c, &lt, w->L);
-  blocks(c, w->E, fwd_block, w);
+  blocks(c, w->E, FWD_VW, fwd_block, w);
   cg_endfor(c, &lt);
 }
 
@@ -209,7 +226,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   cg_loop lt, ls;
   LLVMValueRef tr = cg_forn(c, &lt, L);
   w.t = LLVMBuildSub(c->B, cg_i64(c, L - 1), tr, "");
-  blocks(c, E, bwd_block, &w);
+  blocks(c, E, VW, bwd_block, &w);
   /* dbc[t, k] = the lanes of part[k] summed; part[k] = 0 for the next t */
   c->vw = VW;
   LLVMValueRef k = cg_forn(c, &ls, 2 * N);

@@ -41,7 +41,7 @@ bool cg_slice_is_offset(const ir_func *f, int v) {
 /* Scratch of the scans (ops_seq.c), in floats, with S = N*E:
  *   scan      0: A^T [N,E] (+ the state [N,E] when unpaired);
  *             1, 2 (paired): every state H [L+1,N,E], every decay a [L,N,E]
- *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums [2N,8];
+ *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums [2N,CG_SCAN_VW];
  *             1, 2 (unpaired): its own H and a */
 int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
   const ir_node *n = &f->nodes[v];
@@ -58,7 +58,7 @@ int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
   if (n->op == IR_OP_SCAN_BWD) {
     const ir_type *dy = &f->nodes[n->in[3]].type;
     int64_t L = dy->dim[0], N = f->nodes[n->in[1]].type.dim[1], S = dy->dim[1] * N;
-    if (k == 0) return 4 * (3 * S + 2 * N * 8);
+    if (k == 0) return 4 * (3 * S + 2 * N * CG_SCAN_VW);
     return paired ? 0 : 4 * (k == 1 ? L + 1 : L) * S;
   }
   return 0;

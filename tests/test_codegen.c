@@ -1194,6 +1194,63 @@ static void approximations_flushed(void **state) {
   approximations(true);
 }
 
+/* The scan's decay a = exp(delta A), computed as 2^((delta log2 e) A)
+ * (mathfn.c), read through a scan of two steps: with u = (1, 0), delta =
+ * (1, |x|), A = sign(x), B = (1, 0) and C = (0, 1), y[1] = a_1 h_0 = exp(x).
+ * Besides the polynomial (< 1 ulp), rounding delta log2 e and the product
+ * costs up to |x| 2^-24 relative each: at most 2 + 2|x| ulp. */
+static void scan_decay(bool flushed) {
+  enum { W = 1 << 16, POINTS = 1 << 21 };
+  ir_func *f = ir_func_new();
+  int in[4] = {input(f, "u", F(2, W)), input(f, "delta", F(2, W)), input(f, "A", F(W, 1)),
+               input(f, "bc", F(2, 2))};
+  out(f, "y", OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E)));
+  cg_options o = {.denormals = !flushed};
+  cg_module *m = cg_compile(f, &o, &E);
+  if (!m) fail_msg("%s", E.msg);
+  void *arena = cg_arena_new(m);
+  float *u = malloc(sizeof(float) * 2 * W), *dl = malloc(sizeof(float) * 2 * W);
+  float *A = malloc(sizeof(float) * W), *x = malloc(sizeof(float) * W);
+  float *y = malloc(sizeof(float) * 2 * W), bc[4] = {1, 0, 0, 1};
+  double worst = 0, at = 0;
+  for (int64_t k = 0; k < POINTS; k += W) {
+    for (int i = 0; i < W; i++) {
+      int64_t t = k + i;
+      x[i] = t & 1 ? (float)(-103.0 + 191.0 * (double)t / POINTS) /* [-103, 88] */
+                   : (float)((t & 2 ? -1 : 1) * ldexp(1.0 + urand(0, 1), -(int)(t % 40)));
+      u[i] = 1, u[W + i] = 0, dl[i] = 1, dl[W + i] = fabsf(x[i]);
+      A[i] = x[i] < 0 ? -1.0f : 1.0f;
+    }
+    const void *lv[] = {u, dl, A, bc};
+    void *ov[] = {y};
+    assert_int_equal(cg_run(m, lv, ov, arena), 0);
+    for (int i = 0; i < W; i++) {
+      double r = exp((double)x[i]), got = y[W + i];
+      if (x[i] > 88.37f) { /* saturates: finite and at least exp(88.37) */
+        if (!(isfinite(got) && got >= 2.4e38)) fail_msg("exp(%g) = %g", (double)x[i], got);
+        continue;
+      }
+      if (r < 2 * FLT_MIN && fabs(got - r) <= 2 * FLT_MIN) continue; /* flushed */
+      double e = ulps((float)got, r), bound = 2 + 2 * fabs((double)x[i]);
+      if (e > bound) fail_msg("decay exp(%.9g) = %.9g, want %.9g (%.1f ulp > %.1f)",
+                              (double)x[i], got, r, e, bound);
+      if (e / bound > worst) worst = e / bound, at = x[i];
+    }
+  }
+  print_message("scan decay: worst %.2f of the bound (at x = %.9g)%s\n", worst, at,
+                flushed ? ", flushed" : "");
+  free(u), free(dl), free(A), free(x), free(y);
+  free(arena);
+  cg_free(m);
+  ir_func_free(f);
+}
+
+static void scan_decay_vs_libm(void **state) {
+  (void)state;
+  scan_decay(false);
+  scan_decay(true);
+}
+
 /* ---- text dumps, timing, threads ---- */
 
 static void llvm_ir_and_asm(void **state) {
@@ -1449,6 +1506,7 @@ int main(void) {
       cmocka_unit_test(null_leaves),
       cmocka_unit_test(approximations_vs_libm),
       cmocka_unit_test(approximations_flushed),
+      cmocka_unit_test(scan_decay_vs_libm),
       cmocka_unit_test(llvm_ir_and_asm),
       cmocka_unit_test(compile_time),
       cmocka_unit_test(reentrant),
