@@ -94,6 +94,8 @@ typedef struct {
   bool ftz; /* the kernel runs with denormals flushed (cg_ftz_begin) */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
+  unsigned interleave; /* > 1: cg_nest's innermost loop asks the
+                          vectoriser for this many vectors per iteration */
 } cg_ctx;
 
 /* Builds the kernel `name` for f (see codegen.h for the calling
@@ -157,6 +159,7 @@ LLVMValueRef cg_intrin(cg_ctx *c, const char *name, LLVMTypeRef ty,
 typedef struct {
   LLVMBasicBlockRef body, exit;
   LLVMValueRef iv, end;
+  unsigned interleave; /* llvm.loop.interleave.count when > 1 */
 } cg_loop;
 LLVMValueRef cg_for(cg_ctx *c, cg_loop *l, LLVMValueRef start,
                     LLVMValueRef end);

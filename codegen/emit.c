@@ -3,6 +3,8 @@
  * strided accesses, fast-math-flagged arithmetic. */
 #include "cgint.h"
 
+#include <llvm-c/DebugInfo.h>
+
 #include <llvm-c/Analysis.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +178,7 @@ LLVMValueRef cg_for(cg_ctx *c, cg_loop *l, LLVMValueRef start,
   l->body = LLVMAppendBasicBlockInContext(c->C, c->fn, "loop");
   l->exit = LLVMAppendBasicBlockInContext(c->C, c->fn, "done");
   l->end = end;
+  l->interleave = 0;
   bool known = LLVMIsAConstantInt(start) && LLVMIsAConstantInt(end) &&
                LLVMConstIntGetSExtValue(start) < LLVMConstIntGetSExtValue(end);
   if (known)
@@ -199,13 +202,28 @@ LLVMValueRef cg_forn(cg_ctx *c, cg_loop *l, int64_t n) {
   return cg_for(c, l, cg_i64(c, 0), cg_i64(c, n));
 }
 
+/* The loop ID of a latch branch: distinct !{self, !{"llvm.loop.interleave.count",
+ * i32 n}}, self-referential through a temporary node. */
+static void interleave_hint(cg_ctx *c, LLVMValueRef br, unsigned n) {
+  LLVMMetadataRef tmp = LLVMTemporaryMDNode(c->C, NULL, 0);
+  LLVMMetadataRef hint[2] = {
+      LLVMMDStringInContext2(c->C, "llvm.loop.interleave.count", 26),
+      LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(c->C), n, 0))};
+  LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(c->C, hint, 2)};
+  LLVMMetadataRef id = LLVMMDNodeInContext2(c->C, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(tmp, id);
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->C, "llvm.loop", 9),
+                  LLVMMetadataAsValue(c->C, id));
+}
+
 void cg_endfor(cg_ctx *c, cg_loop *l) {
   if (!l->body) return;
   LLVMValueRef nx = LLVMBuildNUWAdd(c->B, l->iv, cg_i64(c, 1), "");
   LLVMSetNSW(nx, 1);
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->B);
-  LLVMBuildCondBr(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, nx, l->end, ""),
-                  l->body, l->exit);
+  LLVMValueRef br = LLVMBuildCondBr(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, nx, l->end, ""),
+                                    l->body, l->exit);
+  if (l->interleave > 1) interleave_hint(c, br, l->interleave);
   LLVMAddIncoming(l->iv, &nx, &latch, 1);
   /* keep blocks in emission order for readable dumps */
   LLVMMoveBasicBlockAfter(l->exit, latch);
@@ -262,6 +280,7 @@ void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
   cg_loop l[IR_MAX_RANK];
   LLVMValueRef iv[IR_MAX_RANK];
   for (int d = 0; d < m; d++) iv[d] = cg_forn(c, &l[d], dm[d]);
+  if (m > 0) l[m - 1].interleave = c->interleave;
   LLVMValueRef *offs = malloc(sizeof *offs * ((size_t)n_acc + 1));
   if (!offs) abort();
   for (int k = 0; k < n_acc; k++) {
