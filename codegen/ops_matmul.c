@@ -16,7 +16,9 @@
  * masked half (see causal below). */
 #include "cgint.h"
 
-enum { VW = 8, RB = 4 };
+/* RB rows x 2 vectors: 12 accumulators, more than the 8 that two FMA
+ * units of latency 4 need in flight, so a late load does not stall. */
+enum { VW = 8, RB = 6 };
 
 static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *m) {
   LLVMValueRef k[8];
@@ -106,7 +108,7 @@ static void inner_range(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRe
   }
 }
 
-/* All column blocks of the rows from i0 (rows = RB or 1). */
+/* All column blocks of the rows from i0 (rows <= RB). */
 static void row_block(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef i0) {
   int64_t nv = m->N / VW, part = m->N % VW, pairs = nv / 2;
   inner_range(c, m, k, rows, i0);
@@ -281,15 +283,15 @@ void cg_emit_matmul(cg_ctx *c, int v) {
     k.off_a = sa->dim[r - 1] - sa->dim[r - 2];
   }
   k.off_o = m.N - m.M;
-  if (m.M / RB > 0) {
-    LLVMValueRef ib = cg_forn(c, &li, m.M / RB);
-    row_block(c, &m, &k, RB, cg_mulk(c, ib, RB));
+  /* row blocks of RB, then of 4, 2 and 1 for the rest */
+  int64_t i0 = 0;
+  for (int rows = RB; rows >= 1; rows = rows > 4 ? 4 : rows / 2) {
+    int64_t nblk = (m.M - i0) / rows;
+    if (nblk == 0) continue;
+    LLVMValueRef ib = cg_forn(c, &li, nblk);
+    row_block(c, &m, &k, rows, cg_addk(c, cg_mulk(c, ib, rows), i0));
     cg_endfor(c, &li);
-  }
-  if (m.M % RB) {
-    LLVMValueRef i = cg_for(c, &li, cg_i64(c, m.M / RB * RB), cg_i64(c, m.M));
-    row_block(c, &m, &k, 1, i);
-    cg_endfor(c, &li);
+    i0 += nblk * rows;
   }
   cg_endfor(c, &lb);
 }
