@@ -22,7 +22,7 @@
 static void usage(FILE *out) {
   fputs("usage: recall bench MODEL.lua [--set k=v ...] [--threads N] [--steps N]\n"
         "                    [--warmup N] [--eval-n N] [--no-sweep] [--json]\n"
-        "                    [--profile fwd|bwd]\n"
+        "                    [--profile fwd|bwd [--top N]]\n"
         "Times compilation, the training step (batch from --set batch, 64),\n"
         "evaluation at length 3L and the length sweep (--set sweep_n, 1000).\n"
         "  --threads N   worker threads (default 1)\n"
@@ -31,6 +31,7 @@ static void usage(FILE *out) {
         "  --no-sweep    skip the sweep\n"
         "  --profile K   instead: cycles per IR node of kernel K (bwd: training,\n"
         "                fwd: forward at L) over one batch, the top 25\n"
+        "  --top N       with --profile: the top N nodes (0: all)\n"
         "  --json        one JSON object on stdout (bench/README.md; keys: impl,\n"
         "                model, K, d, L, batch, threads, train_step_ms (wall),\n"
         "                train_step_cpu_ms, train_step_min_ms, sweep_s,\n"
@@ -350,7 +351,7 @@ static int profile(cm_run *r, bool train, int top) {
     by_op[best] = 0;
   }
   printf("\n");
-  for (int i = 0; i < top && i < g->n_nodes && h[i].cycles; i++) {
+  for (int i = 0; i < (top ? top : g->n_nodes) && i < g->n_nodes && h[i].cycles; i++) {
     printf("  %5.1f%%  %9.0f cyc  ", 100.0 * (double)h[i].cycles / (double)(total ? total : 1),
            (double)h[i].cycles / B);
     ir_print_node(stdout, g, h[i].node);
@@ -377,7 +378,7 @@ static int parse_count(const char *flag, const char *s, int lo, int *out) {
 
 int cmd_bench(int argc, char **argv) {
   const char *spec = NULL, *prof = NULL;
-  int threads = 1, steps = 30, warmup = 5, eval_n = 512, status = 2;
+  int threads = 1, steps = 30, warmup = 5, eval_n = 512, top = 25, status = 2;
   bool json = false, sweep = true;
   cli_settings set = {0};
   for (int i = 1; i < argc; i++) {
@@ -403,6 +404,8 @@ int cmd_bench(int argc, char **argv) {
         cli_error("bench", "--profile is fwd or bwd, got '%s'", prof);
         goto out;
       }
+    } else if (!strcmp(a, "--top") && i + 1 < argc) {
+      if (parse_count(a, argv[++i], 0, &top) < 0) goto out;
     } else if (!strcmp(a, "--no-sweep")) {
       sweep = false;
     } else {
@@ -427,7 +430,7 @@ int cmd_bench(int argc, char **argv) {
   const char *pe = fe_config_str(r.fm, "pe", NULL);
   snprintf(o.label, sizeof o.label, "%s%s%s", r.model, pe ? "-" : "", pe ? pe : "");
   if (prof) {
-    if (cm_model(&r, RT_BACKEND_JIT, 1, true) == 0 && profile(&r, !strcmp(prof, "bwd"), 25) == 0)
+    if (cm_model(&r, RT_BACKEND_JIT, 1, true) == 0 && profile(&r, !strcmp(prof, "bwd"), top) == 0)
       status = 0;
     goto done;
   }
