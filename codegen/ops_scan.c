@@ -79,8 +79,9 @@ typedef struct {
   LLVMValueRef pu, pd; /* u[t,e] at pu[t*ld + e], delta at pd[t*ld + e] */
   int64_t ld;
   LLVMValueRef pAT, pbc;
-  LLVMValueRef pH;  /* H[t+1] = h_t, [L+1,N,E]; or (pa NULL) one state [N,E] */
-  LLVMValueRef pa;  /* a_t [L,N,E], or NULL */
+  bool keep;        /* every state and decay kept, else one of each */
+  LLVMValueRef pH;  /* H[t+1] = h_t, [L+1,N,E]; or (!keep) one state [N,E] */
+  LLVMValueRef pa;  /* a_t [L,N,E]; or (!keep) the current step's [N,E] */
   LLVMValueRef py;  /* y [L,E], or NULL */
   LLVMValueRef pdy; /* reverse: dy [L,E] */
   LLVMValueRef pG, pdAT, part; /* reverse: carry, dA^T [N,E], sums [2N,VW] */
@@ -88,18 +89,34 @@ typedef struct {
   LLVMValueRef t;
 } sweep;
 
-/* One step t of the recurrence for the channels at e0:
- *   h = a h_prev + (delta u) B[t,s],  a = exp(delta A[e,s]) computed as
- *   2^((delta log2 e) A[e,s]) (cg_exp2_decay),
+/* The decays of step t for the channels at e0, into pa:
+ *   a = exp(delta A[e,s]) computed as 2^((delta log2 e) A[e,s])
+ * (cg_exp2_decay). A loop of its own, apart from the recurrence: it has
+ * few live values, so the exps' constants stay in registers and the
+ * independent iterations overlap. */
+static void decay_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
+  sweep *w = ud;
+  LLVMValueRef d = cg_vload(c, w->pd, cg_add(c, cg_mulk(c, w->t, w->ld), e0));
+  LLVMValueRef d2 = cg_fmul(c, d, cg_splat(c, cg_f32c(c, 1.44269504088896341)), 0);
+  LLVMValueRef at = w->keep ? cg_mulk(c, w->t, w->N * w->E) : cg_i64(c, 0);
+  cg_loop ls;
+  LLVMValueRef idx = cg_add(c, cg_mulk(c, cg_forn(c, &ls, w->N), w->E), e0);
+  LLVMValueRef a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0));
+  cg_vstore(c, a, w->pa, cg_add(c, at, idx));
+  cg_endfor(c, &ls);
+}
+
+/* One step t of the recurrence for the channels at e0, with a_t from
+ * decay_block:
+ *   h = a h_prev + (delta u) B[t,s],
  *   y[t,e] = sum_s C[t,s] h (in order of s). */
 static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
   int64_t NE = w->N * w->E;
-  /* U states per iteration: more independent exps in flight */
+  /* U states per iteration */
   int U = w->N % 4 == 0 ? 4 : w->N % 2 == 0 ? 2 : 1;
   LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
-  LLVMValueRef d = cg_vload(c, w->pd, ti), du = mul(c, d, cg_vload(c, w->pu, ti));
-  LLVMValueRef d2 = cg_fmul(c, d, cg_splat(c, cg_f32c(c, 1.44269504088896341)), 0);
+  LLVMValueRef du = mul(c, cg_vload(c, w->pd, ti), cg_vload(c, w->pu, ti));
   LLVMValueRef yacc = w->py ? cg_alloca(c, cg_vty(c, c->f32), vzero(c)) : NULL;
   LLVMValueRef bc = cg_mulk(c, t, 2 * w->N);
   cg_loop ls;
@@ -107,10 +124,9 @@ static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   for (int j = 0; j < U; j++) {
     LLVMValueRef s = cg_addk(c, s0, j);
     LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
-    LLVMValueRef a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0));
-    LLVMValueRef prev = w->pa ? cg_add(c, cg_mulk(c, t, NE), idx) : idx;
-    LLVMValueRef cur = w->pa ? cg_addk(c, prev, NE) : idx;
-    if (w->pa) cg_vstore(c, a, w->pa, prev);
+    LLVMValueRef prev = w->keep ? cg_add(c, cg_mulk(c, t, NE), idx) : idx;
+    LLVMValueRef cur = w->keep ? cg_addk(c, prev, NE) : idx;
+    LLVMValueRef a = cg_vload(c, w->pa, w->keep ? prev : idx);
     LLVMValueRef h = fma_(c, a, cg_vload(c, w->pH, prev),
                           mul(c, du, bcast(c, w->pbc, cg_add(c, bc, s))));
     cg_vstore(c, h, w->pH, cur);
@@ -126,6 +142,7 @@ static void fwd_sweep(cg_ctx *c, sweep *w) {
   cg_zero(c, w->pH, w->N * w->E);
   cg_loop lt;
   w->t = cg_forn(c, &lt, w->L);
+  blocks(c, w->E, FWD_VW, decay_block, w);
   blocks(c, w->E, FWD_VW, fwd_block, w);
   cg_endfor(c, &lt);
 }
@@ -139,9 +156,11 @@ void cg_emit_scan(cg_ctx *c, int v) {
   w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v);
   w.pAT = c->slot[q->scratch[0]];
   if (q->pair >= 0) { /* keep every state and decay for the scan_bwd */
+    w.keep = true;
     w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
   } else {
     w.pH = cg_gep(c, c->f32, w.pAT, cg_i64(c, w.N * w.E));
+    w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.N * w.E));
   }
   transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
   fwd_sweep(c, &w);
@@ -177,12 +196,13 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   LLVMValueRef q = mul(c, mul(c, dh, hprev), a);
   cg_vstore(c, fma_(c, q, d, cg_vload(c, w->pdAT, idx)), w->pdAT, idx);
   LLVMValueRef dhB = mul(c, dh, Bs);
-  set(c, sdd, fma_(c, q, cg_vload(c, w->pAT, idx), fma_(c, dhB, u, get(c, sdd))));
+  set(c, sdd, fma_(c, q, cg_vload(c, w->pAT, idx), get(c, sdd)));
   set(c, sdu, cg_fadd(c, get(c, sdu), dhB, CG_FMA));
   cg_vstore(c, mul(c, a, dh), w->pG, idx);
   cg_endfor(c, &ls);
   cg_vstore(c, mul(c, get(c, sdu), d), w->pdu, te);
-  cg_vstore(c, get(c, sdd), w->pdd, te);
+  /* sum_s dh B u = u sum_s dh B: one multiply-add per step, not per state */
+  cg_vstore(c, fma_(c, u, get(c, sdu), get(c, sdd)), w->pdd, te);
 }
 
 static LLVMValueRef hsum(cg_ctx *c, LLVMValueRef v) {
@@ -211,6 +231,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.pdAT = cg_gep(c, c->f32, work, cg_i64(c, 2 * NE));
   w.part = cg_gep(c, c->f32, work, cg_i64(c, 3 * NE));
   transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
+  w.keep = true;
   if (q->pair >= 0) { /* the scan's saved states and decays */
     const cg_node_plan *sq = &c->p->node[q->pair];
     w.pH = c->slot[sq->scratch[1]], w.pa = c->slot[sq->scratch[2]];

@@ -39,7 +39,8 @@ bool cg_slice_is_offset(const ir_func *f, int v) {
 }
 
 /* Scratch of the scans (ops_seq.c), in floats, with S = N*E:
- *   scan      0: A^T [N,E] (+ the state [N,E] when unpaired);
+ *   scan      0: A^T [N,E] (+ the state and one step's decays [N,E] each
+ *             when unpaired);
  *             1, 2 (paired): every state H [L+1,N,E], every decay a [L,N,E]
  *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums [2N,CG_SCAN_VW];
  *             1, 2 (unpaired): its own H and a */
@@ -52,7 +53,7 @@ int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
     return k == 0 ? cg_conv_scratch(f, v) : 0;
   if (n->op == IR_OP_SCAN) {
     int64_t L = n->type.dim[0], S = (int64_t)n->type.dim[1] * f->nodes[n->in[2]].type.dim[1];
-    if (k == 0) return 4 * (paired ? S : 2 * S);
+    if (k == 0) return 4 * (paired ? S : 3 * S);
     return paired ? 4 * (k == 1 ? L + 1 : L) * S : 0;
   }
   if (n->op == IR_OP_SCAN_BWD) {
