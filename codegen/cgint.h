@@ -114,8 +114,8 @@ LLVMValueRef cg_i64(cg_ctx *c, int64_t v);
 LLVMValueRef cg_i32c(cg_ctx *c, int32_t v);
 LLVMValueRef cg_f32c(cg_ctx *c, double v);
 LLVMTypeRef cg_elty(cg_ctx *c, const ir_node *n);
-/* Lanes of the scans' vector code (ops_scan.c); plan.c sizes their
- * partial sums by it. */
+/* Widest vectors of the scans' reverse step (ops_scan.c); plan.c sizes
+ * its partial sums by it. */
 enum { CG_SCAN_VW = 16 };
 
 /* c->vw lanes of scalar type (the scalar itself when vw <= 1), a value

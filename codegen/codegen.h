@@ -38,8 +38,11 @@
  * entry, the caller's mode restored on return): denormal inputs read as
  * 0, results below FLT_MIN may come out as 0, and where exp's argument
  * is known <= 0 (softmax, cross-entropy, sigmoid/silu/softplus's
- * exp(-|x|)) or is the scan's decay, a leaner exp is used (mathfn.c).
- * cg_options.denormals keeps IEEE denormals (and the full exp).
+ * exp(-|x|)), a leaner exp is used, and the scan's decay exp(delta A) is
+ * computed as 2^((delta log2 e) A), whose rounding of delta log2 e adds
+ * up to |delta A| 2^-24 relative (mathfn.c; tests/test_codegen.c
+ * measures it). cg_options.denormals keeps IEEE denormals (and the full
+ * exp).
  * Fast-math flags appear only on accumulations: 'reassoc' on reductions
  * (sum, mean, amax, softmax and cross-entropy sums, dot products of a
  * few rows against a transposed matrix, the scan backward's sums over
