@@ -198,8 +198,9 @@ static void group_done(cg_ctx *c, group *g) {
  * and then the chain's latency, not the arithmetic, sets the pace.
  * Measured (mamba d 64, softplus [64,128]): 20.6k cycles with 1, 16k
  * with 2, 12.2k with 4; compiling the mamba d 8 training kernel costs
- * 7% (2) or 14% (4) more instructions. */
-enum { INTERLEAVE = 4 };
+ * 7% (2) or 14% (4) more instructions. 4 saves another ~0.5% of a
+ * step, not worth 7% of the compile. */
+enum { INTERLEAVE = 2 };
 
 static bool has_chain(cg_ctx *c, const group *g) {
   for (int v = 0; v < c->f->n_nodes; v++) {
