@@ -1,7 +1,11 @@
 /* experiment.c — experiment specs: a sandboxed Lua chunk returns a table
  * of options and model entries; lists sweep, and the cartesian product of
- * every model entry's lists becomes the experiment's runs. */
-#include "frontend.h"
+ * every model entry's lists becomes the experiment's runs. The sandbox
+ * (sandbox.c) is the model specs' one without load and require; its
+ * limits are fe_options' (FE_MAX_INSTRUCTIONS and FE_MAX_MEMORY by
+ * default): a spec is a small table, so they only stop runaway loops and
+ * allocations. */
+#include "fe_internal.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -12,11 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The sandbox's limits are fe_options' (FE_MAX_INSTRUCTIONS and
- * FE_MAX_MEMORY by default): a spec is a small table, so they only stop
- * runaway loops and allocations. The count hook fires every HOOK_EVERY
- * instructions. */
-enum { HOOK_EVERY = 100000 };
 
 static char *xstrdup(const char *s) {
   char *d = strdup(s);
@@ -82,72 +81,6 @@ static void xset_merge(xset *dst, const xset *src) {
     for (int j = 0; j < src->o[i].n; j++) v[j] = xstrdup(src->o[i].v[j]);
     xset_put(dst, src->o[i].key, v, src->o[i].n);
   }
-}
-
-/* ---- the sandbox ---- */
-
-typedef struct {
-  size_t used, limit;
-  long ticks, max_ticks;
-} sandbox;
-
-static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  sandbox *s = ud;
-  size_t old = ptr ? osize : 0;
-  if (nsize == 0) {
-    s->used -= old;
-    free(ptr);
-    return NULL;
-  }
-  if (nsize > old && s->used + (nsize - old) > s->limit) return NULL;
-  void *p = realloc(ptr, nsize);
-  if (p) s->used += nsize - old;
-  return p;
-}
-
-static void sb_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  sandbox *s;
-  lua_getallocf(L, (void **)&s);
-  if (++s->ticks > s->max_ticks)
-    luaL_error(L, "the experiment spec runs too long (an endless loop?)");
-}
-
-static const char *const forbidden[] = {"io", "os", "package", "require", "debug",
-                                        "dofile", "loadfile", "load", "coroutine",
-                                        "utf8", "loadstring", NULL};
-
-/* _G's __index: a clear message for what the sandbox leaves out. */
-static int sb_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  for (int i = 0; k && forbidden[i]; i++)
-    if (!strcmp(k, forbidden[i]))
-      return luaL_error(L, "%s is not available in experiment specs (they run "
-                        "sandboxed: only the base, string, table and math "
-                        "libraries)", k);
-  return 0;
-}
-
-static void sb_open(lua_State *L) {
-  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
-                                  {LUA_STRLIBNAME, luaopen_string},
-                                  {LUA_TABLIBNAME, luaopen_table},
-                                  {LUA_MATHLIBNAME, luaopen_math},
-                                  {NULL, NULL}};
-  for (const luaL_Reg *l = libs; l->name; l++) {
-    luaL_requiref(L, l->name, l->func, 1);
-    lua_pop(L, 1);
-  }
-  lua_pushglobaltable(L);
-  for (int i = 0; forbidden[i]; i++) {
-    lua_pushnil(L);
-    lua_setfield(L, -2, forbidden[i]);
-  }
-  lua_newtable(L);
-  lua_pushcfunction(L, sb_index);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);
-  lua_pop(L, 1);
 }
 
 /* ---- reading the returned table (raw access only: no metamethods run) ---- */
@@ -635,7 +568,7 @@ typedef struct {
 
 static int pmain(lua_State *L) {
   run_ctx *c = lua_touserdata(L, 1);
-  sb_open(L);
+  fe_sandbox_open(L);
   int st;
   if (c->code) {
     lua_pushfstring(L, "@%s", c->name);
@@ -644,9 +577,7 @@ static int pmain(lua_State *L) {
     st = luaL_loadfilex(L, c->name, "t");
   }
   if (st != LUA_OK) return lua_error(L);
-  lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_EVERY);
-  lua_call(L, 0, 1);
-  lua_sethook(L, NULL, 0, 0);
+  fe_sandbox_call(L, 0, 1);
   if (lua_type(L, -1) != LUA_TTABLE) {
     c->rc = fail(c->r, "the experiment spec must return a table, it returned %s",
                  luaL_typename(L, -1));
@@ -680,17 +611,18 @@ static int load(const char *code, const char *name, const fe_options *opt,
   else snprintf(r->dir, sizeof r->dir, ".");
   set_root(r, opt, name);
   e->path = xstrdup(name);
-  long budget = opt && opt->max_instructions > 0 ? opt->max_instructions : FE_MAX_INSTRUCTIONS;
-  sandbox sb = {.limit = opt && opt->max_memory ? opt->max_memory : FE_MAX_MEMORY,
-                .max_ticks = budget / HOOK_EVERY + 1};
-  lua_State *L = lua_newstate(sb_alloc, &sb);
-  if (!L) abort();
+  fe_sandbox sb;
+  lua_State *L = fe_sandbox_new(&sb, "experiment specs", opt);
   run_ctx c = {code, name, opt, r, e, 0};
   lua_pushcfunction(L, pmain);
   lua_pushlightuserdata(L, &c);
   int st = lua_pcall(L, 1, 0, 0);
   int rc = 0;
-  if (st != LUA_OK) {
+  if (st != LUA_OK && sb.refused) {
+    if (err) snprintf(err->msg, sizeof err->msg, "%s: spec exceeded its memory limit of %zu MiB",
+                      name, sb.limit >> 20);
+    rc = -1;
+  } else if (st != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     if (err) snprintf(err->msg, sizeof err->msg, "%s", msg ? msg : "error without a message");
     rc = -1;

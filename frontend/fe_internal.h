@@ -3,6 +3,7 @@
 #define RECALL_FE_INTERNAL_H
 
 #include <lua.h>
+#include <stdbool.h>
 
 #include "frontend.h"
 
@@ -23,12 +24,30 @@ typedef struct {
 fe_builder *fe_builder_get(lua_State *L);
 
 /* Raises a Lua error "FILE:LINE: message" at the innermost frame of the
- * user's spec (library frames are skipped, the traceback shows them). */
+ * user's spec (library frames are skipped, the traceback shows them;
+ * without a builder, as in experiment specs, the innermost Lua frame). */
 int fe_raise(lua_State *L, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
 /* The line of that frame (0 if none): recorded as the node's line. */
 int fe_user_line(lua_State *L);
+
+/* ---- sandbox.c: the Lua state specs run in ---- */
+enum { FE_HOOK_EVERY = 100000 }; /* instructions between budget checks */
+typedef struct {
+  size_t used, limit;    /* bytes the spec holds, and may hold */
+  long ticks, max_ticks; /* budget checks passed, and allowed */
+  bool refused;          /* an allocation went past the limit */
+  const char *kind;      /* "model specs" or "experiment specs", for messages */
+} fe_sandbox;
+
+/* A new state allocating through s, with opt's limits (or FE_MAX_MEMORY
+ * and FE_MAX_INSTRUCTIONS); s must outlive it. */
+lua_State *fe_sandbox_new(fe_sandbox *s, const char *kind, const fe_options *opt);
+/* Opens the sandboxed libraries and globals (sandbox.c's comment). */
+void fe_sandbox_open(lua_State *L);
+/* lua_call under the instruction budget. */
+void fe_sandbox_call(lua_State *L, int nargs, int nresults);
 
 /* Registers tensor functions and methods as globals (tensor.c). */
 void fe_open_tensor(lua_State *L);

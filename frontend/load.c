@@ -26,14 +26,14 @@ fe_builder *fe_builder_get(lua_State *L) {
  * Lua frame: where the user wrote the call that went wrong. */
 static bool user_frame(lua_State *L, lua_Debug *ar) {
   fe_builder *b = fe_builder_get(L);
-  size_t lp = strlen(b->libprefix);
+  size_t lp = b ? strlen(b->libprefix) : 0;
   lua_Debug first;
   bool have = false;
   for (int lv = 1; lua_getstack(L, lv, ar); lv++) {
     lua_getinfo(L, "Sl", ar);
     if (ar->currentline <= 0) continue; /* C function */
     if (!have) first = *ar, have = true;
-    if (strncmp(ar->source, b->libprefix, lp) != 0) return true;
+    if (!b || strncmp(ar->source, b->libprefix, lp) != 0) return true;
   }
   if (have) *ar = first;
   return have;
@@ -197,82 +197,7 @@ typedef struct {
   char dir[FE_PATH_MAX]; /* the spec's folder: require looks there too */
 } run_ctx;
 
-/* ---- the sandbox ---- */
-
-enum { HOOK_EVERY = 100000 };
-
-/* The allocator's state, which is also how the hook finds its budget. */
-typedef struct {
-  size_t used, limit;
-  long ticks, max_ticks;
-  bool refused; /* an allocation went past the limit */
-} sandbox;
-
-static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  sandbox *s = ud;
-  size_t old = ptr ? osize : 0;
-  if (nsize == 0) {
-    s->used -= old;
-    free(ptr);
-    return NULL;
-  }
-  if (nsize > old && nsize - old > s->limit - s->used) {
-    s->refused = true;
-    return NULL;
-  }
-  void *p = realloc(ptr, nsize);
-  if (p) s->used = s->used - old + nsize;
-  return p;
-}
-
-/* In a hook, level 0 is the Lua function that runs: the line it is at. */
-static void sb_hook(lua_State *L, lua_Debug *ar) {
-  sandbox *s;
-  lua_getallocf(L, (void **)&s);
-  if (++s->ticks <= s->max_ticks) return;
-  /* From now on every instruction raises, so a pcall in the spec cannot
-   * swallow the error and carry on. */
-  lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
-  char msg[128];
-  snprintf(msg, sizeof msg, "spec exceeded its instruction budget (%ld "
-           "instructions): an endless loop?", s->max_ticks * (long)HOOK_EVERY);
-  if (lua_getstack(L, 0, ar) && lua_getinfo(L, "Sl", ar) && ar->currentline > 0) {
-    lua_pushfstring(L, "%s:%d: %s", where(ar), ar->currentline, msg);
-    lua_error(L);
-  }
-  fe_raise(L, "%s", msg);
-}
-
-/* xpcall: Lua runs a message handler with hooks off, so a handler's
- * endless loop would escape the budget. */
-static const char *const forbidden[] = {"io", "os", "package", "debug", "dofile",
-                                        "loadfile", "coroutine", "utf8", "xpcall",
-                                        NULL};
-
-/* setmetatable without __gc: finalizers run with hooks off (and again at
- * lua_close), so one could loop forever outside the budget. */
-static int sb_setmetatable(lua_State *L) {
-  if (lua_type(L, 2) == LUA_TTABLE) {
-    lua_pushliteral(L, "__gc");
-    if (lua_rawget(L, 2) != LUA_TNIL)
-      fe_raise(L, "setmetatable: __gc is not available in model specs");
-    lua_pop(L, 1);
-  }
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  return 1;
-}
-
-/* _G's __index: a clear message for what the sandbox leaves out. */
-static int sb_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  for (int i = 0; k && forbidden[i]; i++)
-    if (!strcmp(k, forbidden[i]))
-      fe_raise(L, "%s is not available in model specs (they run sandboxed: "
-               "only the base, string, table and math libraries)", k);
-  return 0;
-}
+/* ---- load and require (the rest of the sandbox is sandbox.c) ---- */
 
 /* load(chunk [, chunkname [, mode [, env]]]): text chunks only. */
 static int sb_load(lua_State *L) {
@@ -345,39 +270,16 @@ static int sb_require(lua_State *L) {
 }
 
 static void sb_open(lua_State *L, run_ctx *c) {
-  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
-                                  {LUA_STRLIBNAME, luaopen_string},
-                                  {LUA_TABLIBNAME, luaopen_table},
-                                  {LUA_MATHLIBNAME, luaopen_math},
-                                  {NULL, NULL}};
-  for (const luaL_Reg *l = libs; l->name; l++) {
-    luaL_requiref(L, l->name, l->func, 1);
-    lua_pop(L, 1);
-  }
-  lua_getglobal(L, "string");
-  lua_pushnil(L);
-  lua_setfield(L, -2, "dump");
-  lua_pop(L, 1);
+  fe_sandbox_open(L);
   lua_pushlightuserdata(L, c);
   lua_setfield(L, LUA_REGISTRYINDEX, "recall.ctx");
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, K_LOADED);
   lua_pushglobaltable(L);
-  for (int i = 0; forbidden[i]; i++) {
-    lua_pushnil(L);
-    lua_setfield(L, -2, forbidden[i]);
-  }
   lua_pushcfunction(L, sb_load);
   lua_setfield(L, -2, "load");
-  lua_getfield(L, -1, "setmetatable");
-  lua_pushcclosure(L, sb_setmetatable, 1);
-  lua_setfield(L, -2, "setmetatable");
   lua_pushcfunction(L, sb_require);
   lua_setfield(L, -2, "require");
-  lua_newtable(L);
-  lua_pushcfunction(L, sb_index);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);
   lua_pop(L, 1);
 }
 
@@ -425,9 +327,7 @@ static int pmain(lua_State *L) {
     st = luaL_loadfilex(L, c->name, "t");
   }
   if (st != LUA_OK) return 1;
-  lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_EVERY);
-  lua_call(L, 0, 0);
-  lua_sethook(L, NULL, 0, 0);
+  fe_sandbox_call(L, 0, 0);
   return 0;
 }
 
@@ -541,11 +441,9 @@ static int load(const char *code, const char *name, const fe_options *opt,
   }
   b.f = ir_func_new();
   fe_model *m = calloc(1, sizeof *m);
-  long budget = opt && opt->max_instructions > 0 ? opt->max_instructions : FE_MAX_INSTRUCTIONS;
-  sandbox sb = {.limit = opt && opt->max_memory ? opt->max_memory : FE_MAX_MEMORY,
-                .max_ticks = budget / HOOK_EVERY > 0 ? budget / HOOK_EVERY : 1};
-  lua_State *L = lua_newstate(sb_alloc, &sb);
-  if (!m || !L) abort();
+  fe_sandbox sb;
+  lua_State *L = fe_sandbox_new(&sb, "model specs", opt);
+  if (!m) abort();
   run_ctx c = {code, name, opt, &b, root, "."};
   const char *slash = code ? NULL : strrchr(name, '/');
   if (slash) snprintf(c.dir, sizeof c.dir, "%.*s", (int)(slash - name), name);

@@ -222,8 +222,26 @@ static void sandbox_has_no_io_or_os(void **state) {
   assert_contains(err->msg, "runs too long");
   assert_int_equal(fe_load_experiment_string("local t = {}\nfor i = 1, 1e6 do t[i] = i end\n"
                                              "return {}\n", "l.lua", &lim, &x, err), -1);
-  assert_contains(err->msg, "not enough memory");
+  assert_contains(err->msg, "l.lua: spec exceeded its memory limit of 1 MiB");
   assert_null(x);
+  /* what would escape the budget: a pcall swallowing its error, xpcall's
+   * handler and __gc finalizers (both run with hooks off), string.dump */
+  static const struct {
+    const char *code, *want;
+  } esc[] = {
+      {"local function f() while true do end end\nwhile true do pcall(f) end\n",
+       "runs too long"},
+      {"xpcall(print, function() while true do end end)\nreturn {}\n",
+       "l.lua:1: xpcall is not available in experiment specs"},
+      {"local t = setmetatable({}, {__gc = function() while true do end end})\nreturn {}\n",
+       "l.lua:1: setmetatable: __gc is not available in experiment specs"},
+      {"local f = string.dump(print)\nreturn {}\n", "l.lua:1:"},
+  };
+  for (size_t i = 0; i < sizeof esc / sizeof esc[0]; i++) {
+    assert_int_equal(fe_load_experiment_string(esc[i].code, "l.lua", &lim, &x, err), -1);
+    assert_contains(err->msg, esc[i].want);
+    assert_null(x);
+  }
   free(err);
   /* what is there works */
   fe_experiment *e = expand_ok(
