@@ -597,9 +597,11 @@ static int b_conv(ir_func *f, ir_op op, int var) {
 
 /* u, delta > 0, A < 0 (as in Mamba), bc */
 static int b_scan(ir_func *f, ir_op op, int var) {
-  /* E below, at and across the vector width (8 lanes, then a tail) */
-  static const int s[][3] = {{7, 6, 4}, {33, 16, 16}, {1, 3, 2}, {9, 20, 5}};
-  if (var >= 4) return -1;
+  /* E below, at and across the vector widths (16 and 8 lanes, then a
+   * tail); 2N a multiple of 8 (the reverse pass sums 8 rows at once), and
+   * not */
+  static const int s[][3] = {{7, 6, 4}, {33, 16, 16}, {1, 3, 2}, {9, 20, 5}, {5, 12, 8}};
+  if (var >= 5) return -1;
   int L = s[var][0], E_ = s[var][1], N = s[var][2];
   int u = input(f, "u", F(L, E_)), d = input(f, "pos_delta", F(L, E_));
   int A = input(f, "neg_A", F(E_, N)), bc = input(f, "bc", F(L, 2 * N));
