@@ -6,7 +6,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static void usage(FILE *out) {
   fputs("usage: recall eval CHECKPOINT [--lengths A..B] [-n N] [-o FILE.csv]\n"
@@ -78,32 +77,8 @@ int cmd_eval(int argc, char **argv) {
     return 1;
   }
   int status = 1;
-  cm_json cfg = {0};
   cm_run r = {0};
-  char msg[256];
-  if (cm_json_parse(rt_meta_get(ck, "config"), &cfg, msg, sizeof msg) < 0) {
-    cli_error("eval", "%s: the config in its metadata: %s", path, msg);
-    goto out;
-  }
-  /* Every option the run had, as --set pairs: the spec's, then training. */
-  const char **keys = malloc(sizeof *keys * (size_t)(cfg.n + 1));
-  const char **vals = malloc(sizeof *vals * (size_t)(cfg.n + 1));
-  if (!keys || !vals) abort();
-  int n = 0;
-  for (int i = 0; i < cfg.n; i++) {
-    const char *k = cfg.keys[i];
-    if (!strncmp(k, "model_options.", 14)) keys[n] = k + 14, vals[n++] = cfg.values[i];
-    else if (!strncmp(k, "train_options.", 14)) keys[n] = k + 14, vals[n++] = cfg.values[i];
-  }
-  const char *spec = rt_meta_get(ck, "spec");
-  if (access(spec, R_OK) != 0) {
-    cli_error("eval", "%s: its spec %s cannot be read", path, spec);
-    free(keys), free(vals);
-    goto out;
-  }
-  int rc = cm_setup(&r, "eval", spec, keys, vals, n);
-  free(keys), free(vals);
-  if (rc < 0) goto out;
+  if (cm_setup_checkpoint(&r, "eval", ck, path) < 0) goto out;
   if (cm_model(&r, strcmp(backend, "jit") ? RT_BACKEND_INTERP : RT_BACKEND_JIT, threads, false) < 0)
     goto out;
   if (rt_checkpoint_load(r.rm, ck, &err) < 0) {
@@ -141,7 +116,6 @@ int cmd_eval(int argc, char **argv) {
   rt_buf_free(&csv);
 out:
   cm_free(&r);
-  cm_json_free(&cfg);
   rt_tensors_free(ck);
   return status;
 }

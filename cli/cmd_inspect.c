@@ -15,7 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* printf into a new malloc'd string. */
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
@@ -136,34 +135,6 @@ static int parse_args(int argc, char **argv, opts *o) {
 }
 
 /* ---- the run and its model ---- */
-
-/* cm_setup from the checkpoint's metadata (as `recall eval`). */
-static int setup_run(cm_run *r, rt_tensors *ck, const char *path) {
-  cm_json cfg;
-  char msg[256];
-  if (cm_json_parse(rt_meta_get(ck, "config"), &cfg, msg, sizeof msg) < 0) {
-    cli_error(CMD, "%s: the config in its metadata: %s", path, msg);
-    return -1;
-  }
-  const char **keys = malloc(sizeof *keys * (size_t)(cfg.n + 1));
-  const char **vals = malloc(sizeof *vals * (size_t)(cfg.n + 1));
-  if (!keys || !vals) abort();
-  int n = 0;
-  for (int i = 0; i < cfg.n; i++) {
-    const char *k = cfg.keys[i];
-    if (!strncmp(k, "model_options.", 14) || !strncmp(k, "train_options.", 14))
-      keys[n] = k + 14, vals[n++] = cfg.values[i];
-  }
-  const char *spec = rt_meta_get(ck, "spec");
-  int rc = -1;
-  if (access(spec, R_OK) != 0)
-    cli_error(CMD, "%s: its spec %s cannot be read", path, spec);
-  else
-    rc = cm_setup(r, CMD, spec, keys, vals, n);
-  free(keys), free(vals);
-  cm_json_free(&cfg);
-  return rc;
-}
 
 /* The leaves of f for the interpreter: the example's inputs, the
  * checkpoint's params, the embedding V (other consts carry their data).
@@ -731,7 +702,7 @@ int cmd_inspect(int argc, char **argv) {
   double **vals = NULL;
   probe_val *pv = NULL;
   char *dir = NULL;
-  if (setup_run(&r, ck, o.ck) < 0 || make_example(&ex, &r, &o, o.ck) < 0 ||
+  if (cm_setup_checkpoint(&r, CMD, ck, o.ck) < 0 || make_example(&ex, &r, &o, o.ck) < 0 ||
       run_model(ck, &r, &ex, &fm, &f, &vals) < 0)
     goto out;
   pv = calloc((size_t)(fm->n_probes ? fm->n_probes : 1), sizeof *pv);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char *xstrdup(const char *s) {
   char *d = strdup(s);
@@ -404,6 +405,34 @@ int cm_setup(cm_run *r, const char *cmd, const char *spec,
   rc = 0;
 out:
   fe_model_free(plain);
+  return rc;
+}
+
+int cm_setup_checkpoint(cm_run *r, const char *cmd, rt_tensors *ck, const char *path) {
+  cm_json cfg = {0};
+  char msg[256];
+  if (cm_json_parse(rt_meta_get(ck, "config"), &cfg, msg, sizeof msg) < 0) {
+    cli_error(cmd, "%s: the config in its metadata: %s", path, msg);
+    cm_json_free(&cfg);
+    return -1;
+  }
+  const char **keys = malloc(sizeof *keys * (size_t)(cfg.n + 1));
+  const char **vals = malloc(sizeof *vals * (size_t)(cfg.n + 1));
+  if (!keys || !vals) abort();
+  int n = 0;
+  for (int i = 0; i < cfg.n; i++) {
+    const char *k = cfg.keys[i];
+    if (!strncmp(k, "model_options.", 14) || !strncmp(k, "train_options.", 14))
+      keys[n] = k + 14, vals[n++] = cfg.values[i];
+  }
+  const char *spec = rt_meta_get(ck, "spec");
+  int rc = -1;
+  if (access(spec, R_OK) != 0)
+    cli_error(cmd, "%s: its spec %s cannot be read", path, spec);
+  else
+    rc = cm_setup(r, cmd, spec, keys, vals, n);
+  free(keys), free(vals);
+  cm_json_free(&cfg);
   return rc;
 }
 

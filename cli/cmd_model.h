@@ -46,6 +46,11 @@ typedef struct {
  * Prints the error and returns -1 on failure. */
 int cm_setup(cm_run *r, const char *cmd, const char *spec,
              const char *const *keys, const char *const *values, int n_sets);
+/* cm_setup from a checkpoint's metadata: its spec, and every option the
+ * run had (the spec's, then training's) as --set pairs. Prints the error
+ * (path's config unreadable, its spec gone, or cm_setup's) and returns -1
+ * on failure. */
+int cm_setup_checkpoint(cm_run *r, const char *cmd, rt_tensors *ck, const char *path);
 /* Builds the runtime model (compiles its training kernel). With init,
  * draws every param with the spec's initialiser from rt_rng(seed,
  * RT_STREAM_INIT + param index, 0). Prints the error, -1 on failure. */
