@@ -222,6 +222,20 @@ static void checkpoint_of_another_model(void **state) {
   expect_fail(st, out);
   expect(out, "mamba.lua");
   free(out);
+  /* its spec gone, its config unreadable: eval and inspect say which */
+  static const char *const cmds[] = {"eval %s --lengths 3..4 -n 2", "inspect %s -o /tmp"};
+  for (int i = 0; i < 2; i++) {
+    edit_checkpoint(ck, bad, "transformer.lua", "gone.lua");
+    st = run(&out, cmds[i], bad);
+    expect_fail(st, out);
+    expect(out, "gone.lua cannot be read");
+    free(out);
+    edit_checkpoint(ck, bad, "\"d\": 8", "\"d\": [8");
+    st = run(&out, cmds[i], bad);
+    expect_fail(st, out);
+    expect(out, "the config in its metadata");
+    free(out);
+  }
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   assert_int_equal(system(cmd), 0);
