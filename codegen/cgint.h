@@ -155,6 +155,11 @@ LLVMValueRef cg_fmuladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b,
 LLVMValueRef cg_fmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, unsigned fmf);
 LLVMValueRef cg_intrin(cg_ctx *c, const char *name, LLVMTypeRef ty,
                        LLVMValueRef *args, unsigned n);
+/* Lanes of a and b picked by mask[0..n-1] (b's lanes numbered after a's). */
+LLVMValueRef cg_shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *mask,
+                        int n);
+/* The lanes of float vector v summed ('reassoc': in any order). */
+LLVMValueRef cg_hsum(cg_ctx *c, LLVMValueRef v);
 /* control flow: for (iv = start; iv < end; iv++), a counted loop */
 typedef struct {
   LLVMBasicBlockRef body, exit;

@@ -155,6 +155,23 @@ LLVMValueRef cg_intrin(cg_ctx *c, const char *name, LLVMTypeRef ty,
   return LLVMBuildCall2(c->B, fty, fn, args, n, "");
 }
 
+LLVMValueRef cg_shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *mask,
+                        int n) {
+  LLVMValueRef k[64];
+  for (int i = 0; i < n; i++) k[i] = cg_i32c(c, mask[i]);
+  return LLVMBuildShuffleVector(c->B, a, b, LLVMConstVector(k, (unsigned)n), "");
+}
+
+LLVMValueRef cg_hsum(cg_ctx *c, LLVMValueRef v) {
+  LLVMValueRef args[2] = {cg_f32c(c, -0.0), v};
+  LLVMTypeRef ty = LLVMTypeOf(v);
+  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
+  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1),
+                                  LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1), args, 2, "");
+  LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc);
+  return r;
+}
+
 /* a*b+d, fused only where the target has FMA (llvm.fmuladd) */
 LLVMValueRef cg_fmuladd(cg_ctx *c, LLVMValueRef a, LLVMValueRef b,
                         LLVMValueRef d) {

@@ -26,16 +26,12 @@ static LLVMValueRef vmax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
   return LLVMBuildSelect(c->B, LLVMBuildFCmp(c->B, LLVMRealOGT, a, b, ""), a, b, "");
 }
 
-static LLVMValueRef reduce(cg_ctx *c, const char *name, LLVMValueRef v,
-                           LLVMValueRef start) {
+static LLVMValueRef hmax(cg_ctx *c, LLVMValueRef v) {
   LLVMTypeRef ty = LLVMTypeOf(v);
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1);
-  LLVMValueRef args[2] = {start, v};
-  bool add = start != NULL;
-  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1), fn,
-                                  add ? args : args + 1, add ? 2 : 1, "");
-  LLVMSetFastMathFlags(r, add ? LLVMFastMathAllowReassoc : LLVMFastMathNoNaNs);
+  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fmax", 23);
+  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1),
+                                  LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1), &v, 1, "");
+  LLVMSetFastMathFlags(r, LLVMFastMathNoNaNs);
   return r;
 }
 
@@ -134,11 +130,10 @@ void cg_emit_softmax(cg_ctx *c, int v) {
   c->vw = VW;
   LLVMBuildStore(c->B, cg_splat(c, cg_f32c(c, -INFINITY)), a.acc);
   sweep(c, &r, max_body, &a);
-  a.m = reduce(c, "llvm.vector.reduce.fmax", LLVMBuildLoad2(c->B, vt, a.acc, ""), NULL);
+  a.m = hmax(c, LLVMBuildLoad2(c->B, vt, a.acc, ""));
   LLVMBuildStore(c->B, LLVMConstNull(vt), a.acc);
   sweep(c, &r, exp_body, &a);
-  LLVMValueRef sum = reduce(c, "llvm.vector.reduce.fadd", LLVMBuildLoad2(c->B, vt, a.acc, ""),
-                            cg_f32c(c, -0.0));
+  LLVMValueRef sum = cg_hsum(c, LLVMBuildLoad2(c->B, vt, a.acc, ""));
   a.m = cg_fdiv(c, cg_f32c(c, 1.0), sum);
   sweep(c, &r, scale_body, &a);
   c->vw = 0;

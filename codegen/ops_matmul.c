@@ -21,12 +21,6 @@
  * (mamba d 64: the matmuls ~10% faster than with 4 rows). */
 enum { VW = 8, RB = 6 };
 
-static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *m) {
-  LLVMValueRef k[8];
-  for (int i = 0; i < 8; i++) k[i] = cg_i32c(c, m[i]);
-  return LLVMBuildShuffleVector(c->B, a, b, LLVMConstVector(k, 8), "");
-}
-
 typedef struct {
   LLVMTypeRef vt;
   LLVMValueRef pa, pb, po; /* A, B (or its copy), out, at this batch */
@@ -171,13 +165,7 @@ static void emit_dot(cg_ctx *c, int v) {
                                   LLVMBuildLoad2(c->B, vt, acc, "")), acc);
   cg_endfor(c, &lp);
   c->vw = 0;
-  LLVMValueRef args[2] = {cg_f32c(c, -0.0), LLVMBuildLoad2(c->B, vt, acc, "")};
-  LLVMTypeRef ty = vt;
-  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
-  LLVMValueRef red = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1),
-                                    LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1), args, 2, "");
-  LLVMSetFastMathFlags(red, LLVMFastMathAllowReassoc);
-  LLVMBuildStore(c->B, red, tail);
+  LLVMBuildStore(c->B, cg_hsum(c, LLVMBuildLoad2(c->B, vt, acc, "")), tail);
   for (int64_t q = K / VW * VW; q < K; q++) /* K % VW terms */
     LLVMBuildStore(c->B, cg_fmuladd(c, cg_loadf(c, pa, cg_addk(c, arow, q)),
                                     cg_loadf(c, pb, cg_addk(c, brow, q)),
@@ -203,7 +191,7 @@ static void transpose8(cg_ctx *c, LLVMValueRef src, LLVMValueRef at, int64_t ld_
     r[k] = LLVMBuildLoad2(c->B, vt, cg_gep(c, c->f32, src, cg_addk(c, at, k * ld_src)), "");
     LLVMSetAlignment(r[k], 4);
   }
-#define SHUF(a, b, m) shuffle(c, a, b, m)
+#define SHUF(a, b, m) cg_shuffle(c, a, b, m, 8)
   for (int k = 0; k < 8; k += 2) t[k] = SHUF(r[k], r[k + 1], lo), t[k + 1] = SHUF(r[k], r[k + 1], hi);
   for (int k = 0; k < 8; k += 4) {
     u[k] = SHUF(t[k], t[k + 2], lo2), u[k + 1] = SHUF(t[k], t[k + 2], hi2);

@@ -205,24 +205,6 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   cg_vstore(c, fma_(c, u, get(c, sdu), get(c, sdd)), w->pdd, te);
 }
 
-static LLVMValueRef hsum(cg_ctx *c, LLVMValueRef v) {
-  LLVMValueRef args[2] = {cg_f32c(c, -0.0), v};
-  LLVMTypeRef ty = LLVMTypeOf(v);
-  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->M, id, &ty, 1);
-  LLVMValueRef r = LLVMBuildCall2(c->B, LLVMIntrinsicGetType(c->C, id, &ty, 1), fn,
-                                  args, 2, "");
-  LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc);
-  return r;
-}
-
-static LLVMValueRef shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *m,
-                            int n) {
-  LLVMValueRef k[16];
-  for (int i = 0; i < n; i++) k[i] = cg_i32c(c, m[i]);
-  return LLVMBuildShuffleVector(c->B, a, b, LLVMConstVector(k, (unsigned)n), "");
-}
-
 /* The lane sums of eight vectors of VW lanes, as one vector of 8: each
  * halved to 8 lanes, then three rounds of adding neighbours across pairs
  * (21 shuffles and adds for the 8 sums; one horizontal sum each took
@@ -235,16 +217,16 @@ static LLVMValueRef sums8(cg_ctx *c, LLVMValueRef *v) {
   for (int i = 0; i < 8; i++) {
     x[i] = v[i];
     for (int w = VW; w > 8; w /= 2) /* lanes [0, w/2) + [w/2, w) */
-      x[i] = cg_fadd(c, shuffle(c, x[i], x[i], lo, w / 2),
-                     shuffle(c, x[i], x[i], lo + w / 2, w / 2), 0);
+      x[i] = cg_fadd(c, cg_shuffle(c, x[i], x[i], lo, w / 2),
+                     cg_shuffle(c, x[i], x[i], lo + w / 2, w / 2), 0);
   }
   /* x[2j], x[2j+1] -> the pair sums of both, interleaved by 128-bit half */
   for (int n = 8; n > 2; n /= 2)
     for (int j = 0; j < n / 2; j++)
-      x[j] = cg_fadd(c, shuffle(c, x[2 * j], x[2 * j + 1], ev, 8),
-                     shuffle(c, x[2 * j], x[2 * j + 1], od, 8), 0);
+      x[j] = cg_fadd(c, cg_shuffle(c, x[2 * j], x[2 * j + 1], ev, 8),
+                     cg_shuffle(c, x[2 * j], x[2 * j + 1], od, 8), 0);
   /* x[0] = the sums of v0..v3 by half, x[1] of v4..v7: add the halves */
-  return cg_fadd(c, shuffle(c, x[0], x[1], h0, 8), shuffle(c, x[0], x[1], h1, 8), 0);
+  return cg_fadd(c, cg_shuffle(c, x[0], x[1], h0, 8), cg_shuffle(c, x[0], x[1], h1, 8), 0);
 }
 
 void cg_emit_scan_bwd(cg_ctx *c, int v) {
@@ -301,7 +283,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
     c->vw = VW;
     LLVMValueRef k = cg_for(c, &ls, cg_i64(c, K8), cg_i64(c, 2 * N));
     LLVMValueRef pk = cg_mulk(c, k, VW);
-    cg_store(c, hsum(c, cg_vload(c, w.part, pk)), pdbc, cg_add(c, row, k));
+    cg_store(c, cg_hsum(c, cg_vload(c, w.part, pk)), pdbc, cg_add(c, row, k));
     cg_vstore(c, vzero(c), w.part, pk);
     cg_endfor(c, &ls);
     c->vw = 0;
