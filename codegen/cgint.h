@@ -94,8 +94,6 @@ typedef struct {
   bool ftz; /* the kernel runs with denormals flushed (cg_ftz_begin) */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
-  unsigned interleave; /* > 1: cg_nest's innermost loop asks the
-                          vectoriser for this many vectors per iteration */
 } cg_ctx;
 
 /* Builds the kernel `name` for f (see codegen.h for the calling
@@ -180,8 +178,10 @@ typedef struct {
   int64_t st[IR_MAX_RANK];
 } cg_access;
 typedef void (*cg_body_fn)(cg_ctx *c, LLVMValueRef *offs, void *ud);
+/* interleave > 1: the innermost loop asks the vectoriser for that many
+ * vectors an iteration (fewer when the loop is short). */
 void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
-             int n_acc, cg_body_fn body, void *ud);
+             int n_acc, cg_body_fn body, void *ud, unsigned interleave);
 void cg_contig(const ir_type *t, cg_access *a); /* row-major strides */
 /* Denormals flushed to zero (x86: MXCSR FTZ and DAZ) from begin to end
  * (the whole kernel unless cg_options.denormals): values that decay

@@ -271,7 +271,7 @@ void cg_contig(const ir_type *t, cg_access *a) {
 }
 
 void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
-             int n_acc, cg_body_fn body, void *ud) {
+             int n_acc, cg_body_fn body, void *ud, unsigned interleave) {
   /* drop size-1 dims, then merge d into d-1 where every access agrees */
   int64_t dm[IR_MAX_RANK];
   int r = 0;
@@ -301,7 +301,7 @@ void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
    * innermost loop would run scalar instead (a [64,16] group whose
    * innermost loop had 16 steps took 7x longer) */
   if (m > 0) {
-    unsigned n = c->interleave;
+    unsigned n = interleave;
     while (n > 1 && dm[m - 1] < 2 * 8 * (int64_t)n) n /= 2;
     l[m - 1].interleave = n;
   }

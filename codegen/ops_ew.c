@@ -220,9 +220,8 @@ void cg_emit_group(cg_ctx *c, int root) {
   group_init(c, &g, root, &n->type);
   cg_contig(&n->type, &g.acc[0]);
   collect(c, &g, root);
-  c->interleave = has_chain(c, &g) ? INTERLEAVE : 0;
-  cg_nest(c, n->type.rank, n->type.dim, g.acc, g.n_acc, body, &g);
-  c->interleave = 0;
+  cg_nest(c, n->type.rank, n->type.dim, g.acc, g.n_acc, body, &g,
+          has_chain(c, &g) ? INTERLEAVE : 0);
   group_done(c, &g);
 }
 
@@ -260,7 +259,7 @@ void cg_emit_reduce(cg_ctx *c, int v) {
   broadcast(&n->type, o.st, xt, g.acc[0].st); /* stride 0 along the axis */
   g.acc[0].off = 0;
   collect(c, &g, n->in[0]);
-  cg_nest(c, xt->rank, xt->dim, g.acc, g.n_acc, reduce_body, &g);
+  cg_nest(c, xt->rank, xt->dim, g.acc, g.n_acc, reduce_body, &g, 0);
   group_done(c, &g);
   if (n->op == IR_OP_MEAN) {
     i = cg_forn(c, &l, cnt);

@@ -22,7 +22,7 @@ static void copy_into(cg_ctx *c, int v, int src, int axis, int at) {
   acc[0].off = (int64_t)at * acc[0].st[axis];
   cg_contig(st, &acc[1]);
   copy_ud u = {cg_elty(c, n), cg_ptr(c, v), cg_ptr(c, src)};
-  cg_nest(c, st->rank, st->dim, acc, 2, copy_body, &u);
+  cg_nest(c, st->rank, st->dim, acc, 2, copy_body, &u, 0);
 }
 
 void cg_emit_pad(cg_ctx *c, int v) {

@@ -4,7 +4,8 @@
  * blocks(); a scalar tail when E is not a multiple of 8), states laid out
  * [s][e] so that every step is vertical: y[t,e] accumulates over s in a
  * register, and the reverse pass's sums over s (du, ddelta) too; only
- * dB and dC (sums over e) end in horizontal reductions, one per (t, s).
+ * dB and dC (sums over e) end in horizontal reductions, per step t eight
+ * (t, s) rows at a time (sums8).
  * A is used transposed (A^T [N,E] in scratch).
  *
  * In a training kernel the scan and its scan_bwd meet (plan.c pairs
@@ -23,9 +24,9 @@ typedef void (*block_fn)(cg_ctx *c, LLVMValueRef e0, void *ud);
 /* fn for e0 = 0, W, ... as vectors of W lanes, for the widest W <= maxw
  * (a power of two >= 8) that fits, then the rest of the channels the
  * same way with narrower vectors, the last E % 8 one at a time (c->vw =
- * 1). Wide vectors are several registers: their independent exp chains
- * interleave, which one 8-lane chain per step cannot (its latency, not
- * the FMA units, bounded the scan). */
+ * 1). Wide vectors are several registers: in decay_block their
+ * independent exp chains interleave, which one 8-lane chain cannot (its
+ * latency, not the FMA units, bounded the scan). */
 static void blocks(cg_ctx *c, int64_t E, int maxw, block_fn fn, void *ud) {
   cg_loop l;
   int64_t e = 0;
