@@ -618,13 +618,8 @@ static int load(const char *code, const char *name, const fe_options *opt,
   lua_pushlightuserdata(L, &c);
   int st = lua_pcall(L, 1, 0, 0);
   int rc = 0;
-  if (st != LUA_OK && sb.refused) {
-    if (err) snprintf(err->msg, sizeof err->msg, "%s: spec exceeded its memory limit of %zu MiB",
-                      name, sb.limit >> 20);
-    rc = -1;
-  } else if (st != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    if (err) snprintf(err->msg, sizeof err->msg, "%s", msg ? msg : "error without a message");
+  if (st != LUA_OK) {
+    fe_sandbox_error(&sb, L, name, err);
     rc = -1;
   } else if (c.rc < 0) {
     if (err) snprintf(err->msg, sizeof err->msg, "%s", r->msg);

@@ -48,6 +48,10 @@ lua_State *fe_sandbox_new(fe_sandbox *s, const char *kind, const fe_options *opt
 void fe_sandbox_open(lua_State *L);
 /* lua_call under the instruction budget. */
 void fe_sandbox_call(lua_State *L, int nargs, int nresults);
+/* The message of a spec that failed (its run returned an error, which is
+ * on top of L's stack) into err (if not NULL): "NAME: spec exceeded its
+ * memory limit of N MiB" when an allocation was refused, else the error. */
+void fe_sandbox_error(const fe_sandbox *s, lua_State *L, const char *name, fe_error *err);
 
 /* Registers tensor functions and methods as globals (tensor.c). */
 void fe_open_tensor(lua_State *L);

@@ -452,11 +452,8 @@ static int load(const char *code, const char *name, const fe_options *opt,
   lua_pushlightuserdata(L, &c);
   int st = lua_pcall(L, 1, 1, 1);
   int rc = -1;
-  if (sb.refused && st != LUA_OK) {
-    set_err(err, "%s: spec exceeded its memory limit of %zu MiB", name, sb.limit >> 20);
-  } else if (st != LUA_OK || !lua_isnil(L, -1)) {
-    const char *msg = lua_tostring(L, -1);
-    set_err(err, "%s", msg ? msg : "error without a message");
+  if (st != LUA_OK || !lua_isnil(L, -1)) {
+    fe_sandbox_error(&sb, L, name, err);
   } else if (check_sets_used(L, opt, name, err) == 0) {
     collect_config(L, m);
     rc = 0;

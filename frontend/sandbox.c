@@ -11,6 +11,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,16 @@ void fe_sandbox_call(lua_State *L, int nargs, int nresults) {
   lua_sethook(L, sb_hook, LUA_MASKCOUNT, FE_HOOK_EVERY);
   lua_call(L, nargs, nresults);
   lua_sethook(L, NULL, 0, 0);
+}
+
+void fe_sandbox_error(const fe_sandbox *s, lua_State *L, const char *name, fe_error *err) {
+  if (!err) return;
+  const char *msg = lua_tostring(L, -1);
+  if (s->refused)
+    snprintf(err->msg, sizeof err->msg, "%s: spec exceeded its memory limit of %zu MiB",
+             name, s->limit >> 20);
+  else
+    snprintf(err->msg, sizeof err->msg, "%s", msg ? msg : "error without a message");
 }
 
 static const char *const forbidden[] = {"io",      "os",       "package", "require",
