@@ -71,6 +71,36 @@ static inline char *read_in(const char *dir, const char *file, size_t *len) {
   return read_file(path, len);
 }
 
+/* read_file of the path printf makes of fmt; fails the test if missing. */
+static inline char *slurp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline char *slurp(const char *fmt, ...) {
+  char path[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(path, sizeof path, fmt, ap);
+  va_end(ap);
+  char *s = read_file(path, NULL);
+  if (!s) fail_msg("cannot read %s", path);
+  return s;
+}
+
+/* Whether the path printf makes of fmt exists. */
+static inline bool path_exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline bool path_exists(const char *fmt, ...) {
+  char path[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(path, sizeof path, fmt, ap);
+  va_end(ap);
+  return access(path, F_OK) == 0;
+}
+
+static inline int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n;
+}
+
 /* Whether gnuplot is on PATH (figures are rendered only then). */
 static inline bool have_gnuplot(void) {
   const char *path = getenv("PATH");

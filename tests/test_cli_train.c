@@ -19,12 +19,6 @@
 
 static char tmpdir[64];
 
-static int count_lines(const char *s) {
-  int n = 0;
-  for (; *s; s++) n += *s == '\n';
-  return n;
-}
-
 /* train.csv without its elapsed_s column (wall time differs run to run). */
 static void strip_time(char *csv) {
   char *w = csv;

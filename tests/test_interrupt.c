@@ -132,35 +132,6 @@ static void sweep_stops_at_the_flag(void **state) {
 
 static char tmp[64];
 
-static char *slurp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *slurp(const char *fmt, ...) {
-  char path[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(path, sizeof path, fmt, ap);
-  va_end(ap);
-  char *s = read_file(path, NULL);
-  if (!s) fail_msg("cannot read %s", path);
-  return s;
-}
-
-static bool exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static bool exists(const char *fmt, ...) {
-  char path[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(path, sizeof path, fmt, ap);
-  va_end(ap);
-  struct stat st;
-  return stat(path, &st) == 0;
-}
-
-static int count_lines(const char *s) {
-  int n = 0;
-  for (; *s; s++) n += *s == '\n';
-  return n;
-}
-
 static bool has_suffix(const char *s, const char *suf) {
   size_t a = strlen(s), b = strlen(suf);
   return a >= b && !strcmp(s + a - b, suf);
@@ -374,7 +345,7 @@ static int teardown_runs(void **state) {
 static void census(const char *dir, int *done, int *midway) {
   *done = *midway = 0;
   for (int i = 0; i < RUNS; i++) {
-    if (exists("%s/runs/%s/done", dir, runs[i])) {
+    if (path_exists("%s/runs/%s/done", dir, runs[i])) {
       ++*done;
       continue;
     }
@@ -490,8 +461,8 @@ static int interrupt_run(const char *name, int sig, bool twice, int status) {
   free(out);
   /* complete or absent, and no summary of a part */
   assert_true(check_complete(dir, twice) > 0);
-  assert_false(exists("%s/results.csv", dir));
-  assert_false(exists("%s/report.md", dir));
+  assert_false(path_exists("%s/results.csv", dir));
+  assert_false(path_exists("%s/report.md", dir));
   census(dir, &done, &midway);
   assert_true(done >= 1 && done < RUNS);
   if (reported >= 0) assert_int_equal(reported, done);
@@ -527,7 +498,7 @@ static void second_signal_exits_at_once(void **state) {
   char path[2][512];
   snprintf(path[0], sizeof path[0], "%s/results.csv.tmp.99999.7", dir);
   for (int r = 0; r < RUNS; r++)
-    if (exists("%s/runs/%s", dir, runs[r]) && !exists("%s/runs/%s/done", dir, runs[r]))
+    if (path_exists("%s/runs/%s", dir, runs[r]) && !path_exists("%s/runs/%s/done", dir, runs[r]))
       snprintf(path[1], sizeof path[1], "%s/runs/%s/train.csv.tmp.99999.8", dir, runs[r]);
   for (int i = 0; i < 2; i++) {
     FILE *f = fopen(path[i], "w");
@@ -536,7 +507,7 @@ static void second_signal_exits_at_once(void **state) {
     fclose(f);
   }
   resume_and_compare(dir, done);
-  for (int i = 0; i < 2; i++) assert_false(exists("%s", path[i]));
+  for (int i = 0; i < 2; i++) assert_false(path_exists("%s", path[i]));
 }
 
 /* `recall train` stopped by SIGTERM: status 143, train.csv and
@@ -574,9 +545,9 @@ static void train_command_stops(void **state) {
   assert_contains(out, "recall train: interrupted after ");
   free(out);
   check_complete(dir, false);
-  assert_true(exists("%s/train.csv", dir));
-  assert_true(exists("%s/config.json", dir));
-  assert_false(exists("%s/checkpoint.safetensors", dir));
+  assert_true(path_exists("%s/train.csv", dir));
+  assert_true(path_exists("%s/config.json", dir));
+  assert_false(path_exists("%s/checkpoint.safetensors", dir));
 }
 
 int main(void) {

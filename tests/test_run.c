@@ -261,40 +261,11 @@ static void sandbox_has_no_io_or_os(void **state) {
 
 static char tmp[64];
 
-static char *slurp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *slurp(const char *fmt, ...) {
-  char path[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(path, sizeof path, fmt, ap);
-  va_end(ap);
-  char *s = read_file(path, NULL);
-  if (!s) fail_msg("cannot read %s", path);
-  return s;
-}
-
-static bool file_exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static bool file_exists(const char *fmt, ...) {
-  char path[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(path, sizeof path, fmt, ap);
-  va_end(ap);
-  struct stat st;
-  return stat(path, &st) == 0;
-}
-
 static void write_text(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   assert_non_null(f);
   fputs(text, f);
   fclose(f);
-}
-
-static int count_lines(const char *s) {
-  int n = 0;
-  for (; *s; s++) n += *s == '\n';
-  return n;
 }
 
 /* Field i of a CSV line (no quotes in these files) into buf. */
@@ -353,12 +324,12 @@ static int teardown_tiny(void **state) {
 
 static void run_writes_every_file(void **state) {
   (void)state;
-  assert_true(file_exists("%s/A/experiment.json", tmp));
+  assert_true(path_exists("%s/A/experiment.json", tmp));
   for (int i = 0; i < TINY_RUNS; i++) {
     const char *files[] = {"config.json", "train.csv", "sweep.csv", "checkpoint.safetensors",
                            "done"};
     for (int f = 0; f < 5; f++)
-      if (!file_exists("%s/A/runs/%s/%s", tmp, tiny_runs[i], files[f]))
+      if (!path_exists("%s/A/runs/%s/%s", tmp, tiny_runs[i], files[f]))
         fail_msg("missing %s/A/runs/%s/%s", tmp, tiny_runs[i], files[f]);
   }
   char *ej = slurp("%s/A/experiment.json", tmp);
@@ -467,7 +438,7 @@ static void resume_redoes_only_unfinished(void **state) {
   assert_contains(out, redo);
   assert_null(strstr(out, tiny_runs[0]));
   free(out);
-  assert_true(file_exists("%s/C/runs/%s/done", tmp, redo));
+  assert_true(path_exists("%s/C/runs/%s/done", tmp, redo));
   for (int i = 0; i < TINY_RUNS; i++) {
     if (i == 2) {
       free(cfg[i]);
@@ -528,7 +499,7 @@ static void study_concatenates(void **state) {
   char a[64];
   assert_string_equal(field(row2, 14, a, sizeof a), "");
   assert_string_equal(field(row2, 9, a, sizeof a), "2");
-  assert_true(file_exists("%s/S/convergence.csv", tmp));
+  assert_true(path_exists("%s/S/convergence.csv", tmp));
   char *sj = slurp("%s/S/experiment.json", tmp);
   assert_contains(sj, "\"study\": true");
   free(sj), free(r1), free(r2), free(all);
