@@ -130,6 +130,8 @@ static void csv_free(csv *c) {
   *c = (csv){0};
 }
 
+/* Records of text p (RFC 4180 quoting, blank lines skipped); every record
+ * has the header's number of fields, else an error naming the line. */
 static int csv_parse(csv *c, const char *path, const char *p, ir_error *err) {
   int line = 1;
   while (*p) {
@@ -170,6 +172,10 @@ static int csv_parse(csv *c, const char *path, const char *p, ir_error *err) {
       p++;
     }
     PUSH(c->r, c->n, c->cap, rec);
+    if (rec.n != c->r[0].n) {
+      ir_err(err, "%s:%d: %d fields, the header has %d", path, rec.line, rec.n, c->r[0].n);
+      return -1;
+    }
     if (*p == '\r') p++;
     if (*p == '\n') p++, line++;
     else if (*p) {
@@ -300,11 +306,6 @@ static int take_results(expdata *e, const csv *c, const char *path,
   int i_acc = csv_col(h, "accuracy"), i_n = csv_col(h, "n"), hint = 0;
   for (int i = 1; i < c->n; i++) {
     const csv_rec *rec = &c->r[i];
-    if (rec->n != h->n) {
-      ir_err(err, "%s:%d: %d fields, the header has %d", path, rec->line,
-             rec->n, h->n);
-      return -1;
-    }
     run *r = find_run(e, rec->f[i_run], &hint);
     if (!r && !(r = new_run(e, h, rec, path, err))) return -1;
     if (!*rec->f[i_len]) continue; /* a diverged run: no sweep */
@@ -344,11 +345,6 @@ static int take_convergence(expdata *e, const csv *c, const char *path,
   }
   for (int i = 1; i < c->n; i++) {
     const csv_rec *rec = &c->r[i];
-    if (rec->n != h->n) {
-      ir_err(err, "%s:%d: %d fields, the header has %d", path, rec->line,
-             rec->n, h->n);
-      return -1;
-    }
     run *r = find_run(e, rec->f[i_run], &hint);
     if (!r) continue; /* a run not finished yet */
     cv_pt p;
