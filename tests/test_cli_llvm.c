@@ -155,6 +155,32 @@ static void bench_json(void **state) {
   free(out);
 }
 
+static int node_lines(const char *out) {
+  int n = 0;
+  for (const char *p = out; (p = strstr(p, " cyc  %")); p++) n++;
+  return n;
+}
+
+/* --profile lists the top 25 nodes, --top N the top N, --top 0 all */
+static void bench_profile_top(void **state) {
+  (void)state;
+  const char *cmd = "bench specs/models/mamba.lua --set L=8 --profile bwd";
+  char *out;
+  assert_int_equal(run(&out, cmd, false), 0);
+  assert_non_null(strstr(out, "profile of the training kernel"));
+  assert_int_equal(node_lines(out), 25);
+  free(out);
+  char c2[200];
+  snprintf(c2, sizeof c2, "%s --top 3", cmd);
+  assert_int_equal(run(&out, c2, false), 0);
+  assert_int_equal(node_lines(out), 3);
+  free(out);
+  snprintf(c2, sizeof c2, "%s --top 0", cmd);
+  assert_int_equal(run(&out, c2, false), 0);
+  assert_true(node_lines(out) > 25);
+  free(out);
+}
+
 /* ---- cg_flops against hand counts ---- */
 
 static ir_error E;
@@ -206,6 +232,7 @@ int main(void) {
       cmocka_unit_test(asm_has_ymm),
       cmocka_unit_test(llvm_usage_errors),
       cmocka_unit_test(bench_json),
+      cmocka_unit_test(bench_profile_top),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
