@@ -1280,6 +1280,32 @@ static void llvm_ir_and_asm(void **state) {
   ir_func_free(f);
 }
 
+/* Loops computing an exp ask the vectoriser for 2 interleaved vectors
+ * (ops_ew.c), unless the innermost loop is too short for two rounds
+ * (exp over [64,16] plus a broadcast [16]: 16 steps); others do not. */
+static void interleave_hints(void **state) {
+  (void)state;
+  static const struct {
+    int rows, cols;
+    bool bcast, exp, hint;
+  } cs[] = {{1, 1024, false, true, true}, {64, 16, true, true, false},
+            {1, 1024, false, false, false}, {16, 64, true, true, true}};
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+    ir_func *f = ir_func_new();
+    int x = input(f, "x", F(cs[i].rows, cs[i].cols));
+    int b = cs[i].bcast ? input(f, "b", F(cs[i].cols)) : input(f, "b", F(cs[i].rows, cs[i].cols));
+    int y = bin(f, IR_OP_ADD, x, b);
+    out(f, "y", cs[i].exp ? un(f, IR_OP_EXP, y) : y);
+    char *low = cg_llvm_ir(f, NULL, CG_STAGE_LOWERED, &E);
+    if (!low) fail_msg("%s", E.msg);
+    bool hint = strstr(low, "!\"llvm.loop.interleave.count\", i32 2}") != NULL;
+    if (hint != cs[i].hint)
+      fail_msg("case %zu: interleave hint %s", i, hint ? "present" : "missing");
+    free(low);
+    ir_func_free(f);
+  }
+}
+
 static void compile_time(void **state) {
   (void)state;
   ir_func *f = attention_graph(16, 8, 16);
@@ -1510,6 +1536,7 @@ int main(void) {
       cmocka_unit_test(approximations_flushed),
       cmocka_unit_test(scan_decay_vs_libm),
       cmocka_unit_test(llvm_ir_and_asm),
+      cmocka_unit_test(interleave_hints),
       cmocka_unit_test(compile_time),
       cmocka_unit_test(reentrant),
       cmocka_unit_test(parallel_compiles),
