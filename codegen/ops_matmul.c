@@ -46,7 +46,7 @@ static LLVMValueRef vload(cg_ctx *c, mm *m, LLVMValueRef base, LLVMValueRef i) {
  * stored whole, the last one keeps only `part` lanes if part > 0. */
 static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
                  LLVMValueRef j0, int part) {
-  LLVMValueRef acc[RB][2];
+  LLVMValueRef acc[2 * RB][2];
   for (int r = 0; r < rows; r++)
     for (int k = 0; k < u; k++) acc[r][k] = cg_alloca(c, m->vt, LLVMConstNull(m->vt));
   cg_loop lp;
@@ -103,7 +103,7 @@ static void inner_range(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRe
   }
 }
 
-/* All column blocks of the rows from i0 (rows <= RB). */
+/* All column blocks of the rows from i0 (rows <= 2 RB, see the caller). */
 static void row_block(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef i0) {
   int64_t nv = m->N / VW, part = m->N % VW, pairs = nv / 2;
   inner_range(c, m, k, rows, i0);
@@ -131,14 +131,34 @@ static void row_block(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef 
   if (part) tile(c, m, rows, 1, i0, cg_i64(c, nv * VW), (int)part);
 }
 
+/* The product as computed: out [M, N] = op(A) op(B) over K, each batch.
+ * A single output column (N = 1: a rank-1 weight's gradient, dt_proj's
+ * at dt_rank 1) is computed as its transpose out^T [1, M] = op(B)^T op(A)^T:
+ * one row against M columns, vectors along M instead of 7 of every 8
+ * lanes wasted on padding (a [16,1] gradient took 2000 cycles). */
+typedef struct {
+  int64_t M, N, K;
+  bool ta, tb, swap; /* swap: A is in[1] read as a row, B is in[0] */
+} geom;
+
+static geom geometry(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  int r = n->type.rank;
+  const ir_type *at = &f->nodes[n->in[0]].type;
+  geom g = {.M = n->type.dim[r - 2], .N = n->type.dim[r - 1],
+            .K = n->attr.ta ? at->dim[r - 2] : at->dim[r - 1],
+            .ta = n->attr.ta, .tb = n->attr.tb};
+  if (g.N == 1 && g.M >= VW) /* op(B)^T is B's K values in order either way */
+    g = (geom){.M = 1, .N = g.M, .K = g.K, .tb = !n->attr.ta, .swap = true};
+  return g;
+}
+
 /* A few rows against a transposed B (one query row against the keys):
  * dot products along K, both operands contiguous, instead of copying B
  * (K*N) for a few rows' work. */
 static bool use_dot(const ir_func *f, int v) {
-  const ir_node *n = &f->nodes[v];
-  int r = n->type.rank;
-  const ir_type *ta = &f->nodes[n->in[0]].type;
-  return n->attr.tb && !n->attr.ta && n->type.dim[r - 2] < VW && ta->dim[r - 1] >= VW;
+  geom g = geometry(f, v);
+  return !g.swap && g.tb && !g.ta && g.M < VW && g.K >= VW;
 }
 
 static void emit_dot(cg_ctx *c, int v) {
@@ -206,13 +226,9 @@ static void transpose8(cg_ctx *c, LLVMValueRef src, LLVMValueRef at, int64_t ld_
 }
 
 int64_t cg_matmul_scratch(const ir_func *f, int v) {
-  const ir_node *n = &f->nodes[v];
-  int r = n->type.rank;
-  int64_t N = n->type.dim[r - 1];
-  const ir_type *ta = &f->nodes[n->in[0]].type;
-  int64_t K = n->attr.ta ? ta->dim[r - 2] : ta->dim[r - 1];
-  if (use_dot(f, v) || (!n->attr.tb && N % VW == 0)) return 0;
-  return 4 * K * ((N + VW - 1) / VW * VW);
+  geom g = geometry(f, v);
+  if (use_dot(f, v) || (!g.tb && g.N % VW == 0)) return 0;
+  return 4 * g.K * ((g.N + VW - 1) / VW * VW);
 }
 
 void cg_emit_matmul(cg_ctx *c, int v) {
@@ -221,15 +237,13 @@ void cg_emit_matmul(cg_ctx *c, int v) {
     return;
   }
   const ir_node *n = &c->f->nodes[v];
-  const ir_type *at = &c->f->nodes[n->in[0]].type;
   int r = n->type.rank;
-  mm m = {.vt = LLVMVectorType(c->f32, VW), .ta = n->attr.ta};
-  m.M = n->type.dim[r - 2], m.N = n->type.dim[r - 1];
-  m.K = n->attr.ta ? at->dim[r - 2] : at->dim[r - 1];
+  geom g = geometry(c->f, v);
+  mm m = {.vt = LLVMVectorType(c->f32, VW), .ta = g.ta, .M = g.M, .N = g.N, .K = g.K};
   int64_t nb = ir_numel(&n->type) / (m.M * m.N);
   bool copy = cg_matmul_scratch(c->f, v) > 0;
   int64_t npad = (m.N + VW - 1) / VW * VW;
-  LLVMValueRef pa = cg_ptr(c, n->in[0]), pb = cg_ptr(c, n->in[1]),
+  LLVMValueRef pa = cg_ptr(c, n->in[g.swap]), pb = cg_ptr(c, n->in[!g.swap]),
                po = cg_ptr(c, v);
   LLVMValueRef scratch = copy ? c->slot[c->p->node[v].scratch[0]] : NULL;
   cg_loop lb, lp, lj, li;
@@ -238,7 +252,7 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   m.pa = cg_gep(c, c->f32, pa, cg_mulk(c, b, m.M * m.K));
   m.po = cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
   LLVMValueRef pb_src = pb;
-  if (copy && n->attr.tb && m.N % VW == 0 && m.K % VW == 0) { /* B' = B^T by 8x8 blocks */
+  if (copy && g.tb && m.N % VW == 0 && m.K % VW == 0) { /* B' = B^T by 8x8 blocks */
     LLVMValueRef jb = cg_forn(c, &lj, m.N / VW);
     LLVMValueRef pb = cg_forn(c, &lp, m.K / VW);
     LLVMValueRef from = cg_add(c, boff, cg_add(c, cg_mulk(c, jb, VW * m.K), cg_mulk(c, pb, VW)));
@@ -250,7 +264,7 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   } else if (copy) { /* B' [K, npad] = B or B^T, zero padded */
     LLVMValueRef p = cg_forn(c, &lp, m.K);
     LLVMValueRef j = cg_forn(c, &lj, m.N);
-    LLVMValueRef bi = n->attr.tb ? cg_add(c, cg_mulk(c, j, m.K), p)
+    LLVMValueRef bi = g.tb ? cg_add(c, cg_mulk(c, j, m.K), p)
                                  : cg_add(c, cg_mulk(c, p, m.N), j);
     cg_store(c, cg_loadf(c, pb, cg_add(c, boff, bi)), scratch,
              cg_add(c, cg_mulk(c, p, npad), j));
@@ -265,8 +279,9 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   } else {
     m.pb = cg_gep(c, c->f32, pb, boff), m.ldb = m.N;
   }
+  /* swapped: through the causal zeros (exact zeros, the same sums) */
   const cg_node_plan *qa = &c->p->node[n->in[0]], *qo = &c->p->node[v];
-  causal k = {.tri_a = qa->tri && r >= 2, .lower = qo->lower};
+  causal k = {.tri_a = qa->tri && r >= 2 && !g.swap, .lower = qo->lower && !g.swap};
   if (k.tri_a) { /* A as stored is [.., Lq, Lk] */
     const ir_type *sa = &c->f->nodes[n->in[0]].type;
     k.off_a = sa->dim[r - 1] - sa->dim[r - 2];
@@ -276,9 +291,13 @@ void cg_emit_matmul(cg_ctx *c, int v) {
    * before when RB does not divide M: those rows are computed twice, to
    * the same values, instead of emitting (and compiling) a second loop
    * nest for the rest, which cost 14% of a whole kernel's compile. */
-  if (m.M >= RB) {
-    LLVMValueRef ib = cg_forn(c, &li, (m.M + RB - 1) / RB);
-    row_block(c, &m, &k, RB, cg_imin(c, cg_mulk(c, ib, RB), cg_i64(c, m.M - RB)));
+  /* one vector a row and up to 2 RB rows: one block (the [8,8] weight
+   * gradients of attention at d 8 took two, overlapping, 40% slower);
+   * more rows stay in blocks of RB, finer for the causal skip */
+  int rb = m.N <= VW && m.M <= 2 * RB ? (int)m.M : RB;
+  if (m.M >= rb) {
+    LLVMValueRef ib = cg_forn(c, &li, (m.M + rb - 1) / rb);
+    row_block(c, &m, &k, rb, cg_imin(c, cg_mulk(c, ib, rb), cg_i64(c, m.M - rb)));
     cg_endfor(c, &li);
   } else {
     row_block(c, &m, &k, (int)m.M, cg_i64(c, 0));
