@@ -280,7 +280,9 @@ typedef struct {
 typedef struct {
   const char *name; /* owned by the model */
   ir_type type;
-  size_t offset, numel; /* in floats, within the flat buffers */
+  size_t offset, numel; /* in floats, within the flat buffers; each
+                           param starts on a 64-byte boundary (16 floats),
+                           the gaps between them stay zero */
 } rt_param;
 
 /* What a batch did: mean loss, fraction with argmax(logits) == label
@@ -309,7 +311,7 @@ void rt_model_set_threads(rt_model *m, int threads);
 int rt_model_n_params(const rt_model *m);
 const rt_param *rt_model_param(const rt_model *m, int i); /* NULL: no i */
 int rt_model_find_param(const rt_model *m, const char *name); /* -1 */
-size_t rt_model_size(const rt_model *m);    /* floats in the flat buffer */
+size_t rt_model_size(const rt_model *m);    /* floats in the flat buffer, gaps included */
 float *rt_model_params(rt_model *m);        /* the flat parameter buffer */
 float *rt_model_grads(rt_model *m); /* last batch's gradient */
 /* The values of param `name` inside the flat buffer, or NULL. */

@@ -67,7 +67,9 @@ static void test_tiny_gradient_by_hand(void **state) {
   rt_model *m = tiny_model(RT_BACKEND_JIT, 1);
   assert_int_equal(rt_model_K(m), 3);
   assert_int_equal(rt_model_n_params(m), 2);
-  assert_int_equal(rt_model_size(m), 9);
+  /* W [3,2] at 0, b [3] at 16: params start on 64-byte boundaries */
+  assert_int_equal(rt_model_size(m), 32);
+  assert_int_equal(rt_model_param(m, 1)->offset, 16);
   double V[8];
   rt_embedding_V64(4, 2, V);
   const float *W = rt_model_param_data(m, "lm_head.weight");
@@ -105,14 +107,15 @@ static void test_tiny_gradient_by_hand(void **state) {
   assert_true(fabs(st.acc - (double)correct / TB) < 1e-12);
   const float *g = rt_model_grads(m);
   for (int i = 0; i < 6; i++) assert_true(fabs(g[i] - dW[i]) < 1e-6);
-  for (int i = 0; i < 3; i++) assert_true(fabs(g[6 + i] - db[i]) < 1e-6);
+  for (int i = 0; i < 3; i++) assert_true(fabs(g[16 + i] - db[i]) < 1e-6);
+  for (int i = 6; i < 16; i++) assert_true(g[i] == 0); /* the gap */
 
   /* The interpreter backend computes the same. */
   rt_model *mi = tiny_model(RT_BACKEND_INTERP, 2);
   rt_batch_stats si;
   assert_int_equal(rt_model_train_batch(mi, tiny_tokens, tiny_labels, TB, &si, &err), 0);
   assert_true(fabs(si.loss - st.loss) < 1e-6 && si.acc == st.acc);
-  for (int i = 0; i < 9; i++) assert_true(fabs(rt_model_grads(mi)[i] - g[i]) < 1e-6);
+  for (int i = 0; i < 32; i++) assert_true(fabs(rt_model_grads(mi)[i] - g[i]) < 1e-6);
   rt_model_free(mi);
   rt_model_free(m);
 }
@@ -187,7 +190,9 @@ static void test_layout(void **state) {
     if (f->nodes[v].op != IR_OP_PARAM) continue;
     const rt_param *p = rt_model_param(m, i);
     assert_string_equal(p->name, f->nodes[v].name);
+    off = (off + 15) / 16 * 16; /* each param on a 64-byte boundary */
     assert_int_equal(p->offset, off);
+    assert_int_equal((uintptr_t)rt_model_param_data(m, p->name) % 64, 0);
     assert_int_equal(p->numel, ir_numel(&f->nodes[v].type));
     assert_int_equal(rt_model_find_param(m, p->name), i);
     assert_ptr_equal(rt_model_param_data(m, p->name), rt_model_params(m) + off);
@@ -195,7 +200,7 @@ static void test_layout(void **state) {
     i++;
   }
   assert_int_equal(i, rt_model_n_params(m));
-  assert_int_equal(off, rt_model_size(m));
+  assert_int_equal((off + 15) / 16 * 16, rt_model_size(m));
   assert_null(rt_model_param(m, i));
   assert_int_equal(rt_model_find_param(m, "embedding.weight"), -1); /* a const */
   assert_non_null(rt_model_param_data(m, "layers.1.mixer.A_log"));
