@@ -115,6 +115,12 @@ LLVMTypeRef cg_elty(cg_ctx *c, const ir_node *n);
 /* Widest vectors of the scans' reverse step (ops_scan.c); plan.c sizes
  * its partial sums by it. */
 enum { CG_SCAN_VW = 16 };
+/* The distance in floats between the [N,E] blocks of the scans' scratch
+ * (states, decays, carries, one per step or one each): S = N*E and 64
+ * bytes more, so that two blocks never sit a multiple of 4 KiB apart
+ * (at E 128, N 16 a block is 8 KiB: a store into one and a load from
+ * the next then alias in the load-store unit and stall). */
+static inline int64_t cg_scan_block(int64_t S) { return S + 16; }
 
 /* c->vw lanes of scalar type (the scalar itself when vw <= 1), a value
  * splat across them, and float loads/stores of that width at a float

@@ -79,6 +79,7 @@ typedef struct {
   int64_t L, E, N;
   LLVMValueRef pu, pd; /* u[t,e] at pu[t*ld + e], delta at pd[t*ld + e] */
   int64_t ld;
+  int64_t B; /* floats between [N,E] blocks: cg_scan_block(N E) */
   LLVMValueRef pAT, pbc;
   bool keep;        /* every state and decay kept, else one of each */
   LLVMValueRef pH;  /* H[t+1] = h_t, [L+1,N,E]; or (!keep) one state [N,E] */
@@ -99,7 +100,7 @@ static void decay_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
   LLVMValueRef d = cg_vload(c, w->pd, cg_add(c, cg_mulk(c, w->t, w->ld), e0));
   LLVMValueRef d2 = cg_fmul(c, d, cg_splat(c, cg_f32c(c, 1.44269504088896341)), 0);
-  LLVMValueRef at = w->keep ? cg_mulk(c, w->t, w->N * w->E) : cg_i64(c, 0);
+  LLVMValueRef at = w->keep ? cg_mulk(c, w->t, w->B) : cg_i64(c, 0);
   cg_loop ls;
   LLVMValueRef idx = cg_add(c, cg_mulk(c, cg_forn(c, &ls, w->N), w->E), e0);
   LLVMValueRef a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0));
@@ -113,7 +114,7 @@ static void decay_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
  *   y[t,e] = sum_s C[t,s] h (in order of s). */
 static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
-  int64_t NE = w->N * w->E;
+  int64_t st = w->B; /* one step's block */
   /* U states per iteration */
   int U = w->N % 4 == 0 ? 4 : w->N % 2 == 0 ? 2 : 1;
   LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
@@ -125,8 +126,8 @@ static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   for (int j = 0; j < U; j++) {
     LLVMValueRef s = cg_addk(c, s0, j);
     LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
-    LLVMValueRef prev = w->keep ? cg_add(c, cg_mulk(c, t, NE), idx) : idx;
-    LLVMValueRef cur = w->keep ? cg_addk(c, prev, NE) : idx;
+    LLVMValueRef prev = w->keep ? cg_add(c, cg_mulk(c, t, st), idx) : idx;
+    LLVMValueRef cur = w->keep ? cg_addk(c, prev, st) : idx;
     LLVMValueRef a = cg_vload(c, w->pa, w->keep ? prev : idx);
     LLVMValueRef h = fma_(c, a, cg_vload(c, w->pH, prev),
                           mul(c, du, bcast(c, w->pbc, cg_add(c, bc, s))));
@@ -153,6 +154,7 @@ void cg_emit_scan(cg_ctx *c, int v) {
   const cg_node_plan *q = &c->p->node[v];
   sweep w = {.L = n->type.dim[0], .E = n->type.dim[1],
              .N = c->f->nodes[n->in[2]].type.dim[1]};
+  w.B = cg_scan_block(w.N * w.E);
   w.pu = cg_ptr(c, n->in[0]), w.pd = cg_ptr(c, n->in[1]), w.ld = w.E;
   w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v);
   w.pAT = c->slot[q->scratch[0]];
@@ -160,8 +162,8 @@ void cg_emit_scan(cg_ctx *c, int v) {
     w.keep = true;
     w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
   } else {
-    w.pH = cg_gep(c, c->f32, w.pAT, cg_i64(c, w.N * w.E));
-    w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.N * w.E));
+    w.pH = cg_gep(c, c->f32, w.pAT, cg_i64(c, w.B));
+    w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.B));
   }
   transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
   fwd_sweep(c, &w);
@@ -173,7 +175,7 @@ void cg_emit_scan(cg_ctx *c, int v) {
  *   dA[e,s] += dh h_{t-1} a delta   G = a dh */
 static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
-  int64_t NE = w->N * w->E;
+  int64_t st = w->B; /* one step's block */
   LLVMTypeRef vt = cg_vty(c, c->f32);
   LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
   LLVMValueRef te = cg_add(c, cg_mulk(c, t, w->E), e0);
@@ -184,9 +186,9 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   cg_loop ls;
   LLVMValueRef s = cg_forn(c, &ls, w->N);
   LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
-  LLVMValueRef at = cg_add(c, cg_mulk(c, t, NE), idx);
+  LLVMValueRef at = cg_add(c, cg_mulk(c, t, st), idx);
   LLVMValueRef a = cg_vload(c, w->pa, at), hprev = cg_vload(c, w->pH, at);
-  LLVMValueRef ht = cg_vload(c, w->pH, cg_addk(c, at, NE));
+  LLVMValueRef ht = cg_vload(c, w->pH, cg_addk(c, at, st));
   LLVMValueRef Bs = bcast(c, w->pbc, cg_add(c, bc, s));
   LLVMValueRef Cs = bcast(c, w->pbc, cg_add(c, cg_addk(c, bc, w->N), s));
   LLVMValueRef dh = fma_(c, g, Cs, cg_vload(c, w->pG, idx));
@@ -236,14 +238,15 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   const ir_type *dyt = &c->f->nodes[n->in[3]].type;
   sweep w = {.L = dyt->dim[0], .E = dyt->dim[1], .N = c->f->nodes[n->in[1]].type.dim[1]};
   int64_t L = w.L, E = w.E, N = w.N, NE = N * E;
+  w.B = cg_scan_block(NE);
   LLVMValueRef pud = cg_ptr(c, n->in[0]), po = cg_ptr(c, v);
   w.pu = pud, w.pd = cg_gep(c, c->f32, pud, cg_i64(c, E)), w.ld = 2 * E;
   w.pbc = cg_ptr(c, n->in[2]), w.pdy = cg_ptr(c, n->in[3]);
   LLVMValueRef work = c->slot[q->scratch[0]];
   w.pAT = work;
-  w.pG = cg_gep(c, c->f32, work, cg_i64(c, NE));
-  w.pdAT = cg_gep(c, c->f32, work, cg_i64(c, 2 * NE));
-  w.part = cg_gep(c, c->f32, work, cg_i64(c, 3 * NE));
+  w.pG = cg_gep(c, c->f32, work, cg_i64(c, w.B));
+  w.pdAT = cg_gep(c, c->f32, work, cg_i64(c, 2 * w.B));
+  w.part = cg_gep(c, c->f32, work, cg_i64(c, 3 * w.B));
   transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
   w.keep = true;
   if (q->pair >= 0) { /* the scan's saved states and decays */
@@ -257,7 +260,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.pdu = po, w.pdd = cg_gep(c, c->f32, po, cg_i64(c, L * E));
   LLVMValueRef pdA = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E));
   LLVMValueRef pdbc = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E + NE));
-  cg_zero(c, w.pG, 2 * NE + 2 * N * VW); /* G, dA^T, part */
+  cg_zero(c, w.pG, 2 * w.B + 2 * N * VW); /* G, dA^T, part (and the gaps) */
   cg_loop lt, ls;
   LLVMValueRef tr = cg_forn(c, &lt, L);
   w.t = LLVMBuildSub(c->B, cg_i64(c, L - 1), tr, "");

@@ -38,10 +38,11 @@ bool cg_slice_is_offset(const ir_func *f, int v) {
   return true;
 }
 
-/* Scratch of the scans (ops_seq.c), in floats, with S = N*E:
+/* Scratch of the scans (ops_scan.c), in floats, with S = N*E, blocks of
+ * [N,E] B = cg_scan_block(S) apart:
  *   scan      0: A^T [N,E] (+ the state and one step's decays [N,E] each
  *             when unpaired);
- *             1, 2 (paired): every state H [L+1,N,E], every decay a [L,N,E]
+ *             1, 2 (paired): every state H [L+1 blocks], every decay a [L]
  *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums [2N,CG_SCAN_VW];
  *             1, 2 (unpaired): its own H and a */
 int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
@@ -53,14 +54,16 @@ int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
     return k == 0 ? cg_conv_scratch(f, v) : 0;
   if (n->op == IR_OP_SCAN) {
     int64_t L = n->type.dim[0], S = (int64_t)n->type.dim[1] * f->nodes[n->in[2]].type.dim[1];
-    if (k == 0) return 4 * (paired ? S : 3 * S);
-    return paired ? 4 * (k == 1 ? L + 1 : L) * S : 0;
+    int64_t B = cg_scan_block(S);
+    if (k == 0) return 4 * (paired ? S : 2 * B + S);
+    return paired ? 4 * (k == 1 ? L + 1 : L) * B : 0;
   }
   if (n->op == IR_OP_SCAN_BWD) {
     const ir_type *dy = &f->nodes[n->in[3]].type;
     int64_t L = dy->dim[0], N = f->nodes[n->in[1]].type.dim[1], S = dy->dim[1] * N;
-    if (k == 0) return 4 * (3 * S + 2 * N * CG_SCAN_VW);
-    return paired ? 0 : 4 * (k == 1 ? L + 1 : L) * S;
+    int64_t B = cg_scan_block(S);
+    if (k == 0) return 4 * (3 * B + 2 * N * CG_SCAN_VW);
+    return paired ? 0 : 4 * (k == 1 ? L + 1 : L) * B;
   }
   return 0;
 }
