@@ -232,6 +232,7 @@ void cg_emit_conv1d(cg_ctx *c, int v);            /* ops_seq.c */
 int64_t cg_conv_scratch(const ir_func *f, int v); /* bytes for w^T */
 void cg_emit_conv1d_bwd_x(cg_ctx *c, int v);
 void cg_emit_conv1d_bwd_w(cg_ctx *c, int v);
+void cg_emit_rope(cg_ctx *c, int v);                /* ops_seq.c */
 void cg_emit_scan(cg_ctx *c, int v);
 void cg_emit_scan_bwd(cg_ctx *c, int v);
 

@@ -384,6 +384,7 @@ static void emit_node(cg_ctx *c, int v) {
   case IR_OP_CONV1D: cg_emit_conv1d(c, v); break;
   case IR_OP_CONV1D_BWD_X: cg_emit_conv1d_bwd_x(c, v); break;
   case IR_OP_CONV1D_BWD_W: cg_emit_conv1d_bwd_w(c, v); break;
+  case IR_OP_ROPE: cg_emit_rope(c, v); break;
   case IR_OP_SCAN: cg_emit_scan(c, v); break;
   case IR_OP_SCAN_BWD: cg_emit_scan_bwd(c, v); break;
   default: abort(); /* leaves and reshape are never CG_MAT */

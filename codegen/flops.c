@@ -105,6 +105,7 @@ static double node_flops(const ir_func *f, int v) {
     }
     return 2.0 * (double)(taps * E);
   }
+  case IR_OP_ROPE: return 3 * numel; /* per pair: 4 multiplies, 2 adds */
   case IR_OP_SCAN: {
     double L = n->type.dim[0], E = n->type.dim[1], N = f->nodes[n->in[2]].type.dim[1];
     return L * E * N * (6 + CG_FLOPS_EXP) + L * E;

@@ -1,5 +1,5 @@
 /* ops_seq.c — causal depthwise conv1d and its two backward ops
- * (semantics in .notes/helpers.md; the scans are in ops_scan.c). Inner
+ * and rope (semantics in ir.h; the scans are in ops_scan.c). Inner
  * loops run over the contiguous axis (channels e) so that they
  * vectorise. */
 #include "cgint.h"
@@ -93,3 +93,45 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
 void cg_emit_conv1d(cg_ctx *c, int v) { conv(c, v, CONV_FWD); }
 void cg_emit_conv1d_bwd_x(cg_ctx *c, int v) { conv(c, v, CONV_BWD_X); }
 void cg_emit_conv1d_bwd_w(cg_ctx *c, int v) { conv(c, v, CONV_BWD_W); }
+
+/* rope (ir.h): y = x cos8 + swap(x) sin8 on vectors of 4 pairs, where
+ * swap exchanges the two values of each pair and cos8 / sin8 are row t's
+ * 4 table values, each twice, sin8 negated on the pairs' first lanes:
+ * two loads of the tables and a few shuffles per 8 values. Heads whose
+ * size is not a multiple of 8 take the scalar loop. */
+void cg_emit_rope(cg_ctx *c, int v) {
+  const ir_node *n = &c->f->nodes[v];
+  int64_t L = n->type.dim[0], H = n->type.dim[1], D = n->type.dim[2], P = D / 2;
+  LLVMValueRef px = cg_ptr(c, n->in[0]), pc = cg_ptr(c, n->in[1]),
+               ps = cg_ptr(c, n->in[2]), po = cg_ptr(c, v);
+  cg_loop lt, lh, li;
+  LLVMValueRef t = cg_forn(c, &lt, L);
+  LLVMValueRef h = cg_forn(c, &lh, H);
+  LLVMValueRef row = cg_mulk(c, cg_add(c, cg_mulk(c, t, H), h), D);
+  LLVMValueRef trow = cg_mulk(c, t, P);
+  if (D % 8 == 0) {
+    static const int swap[] = {1, 0, 3, 2, 5, 4, 7, 6}, dup[] = {0, 0, 1, 1, 2, 2, 3, 3};
+    LLVMValueRef q = cg_mulk(c, cg_forn(c, &li, D / 8), 4); /* the first pair */
+    c->vw = 4;
+    LLVMValueRef c4 = cg_vload(c, pc, cg_add(c, trow, q)), s4 = cg_vload(c, ps, cg_add(c, trow, q));
+    c->vw = 8;
+    LLVMValueRef x = cg_vload(c, px, cg_add(c, row, cg_mulk(c, q, 2)));
+    LLVMValueRef sign[8];
+    for (int k = 0; k < 8; k++) sign[k] = cg_f32c(c, k % 2 ? 1.0 : -1.0);
+    LLVMValueRef s8 = cg_fmul(c, cg_shuffle(c, s4, s4, dup, 8), LLVMConstVector(sign, 8), 0);
+    LLVMValueRef y = cg_fmuladd(c, x, cg_shuffle(c, c4, c4, dup, 8),
+                                cg_fmul(c, cg_shuffle(c, x, x, swap, 8), s8, 0));
+    cg_vstore(c, y, po, cg_add(c, row, cg_mulk(c, q, 2)));
+    c->vw = 0;
+  } else {
+    LLVMValueRef i = cg_forn(c, &li, P);
+    LLVMValueRef at = cg_add(c, row, cg_mulk(c, i, 2));
+    LLVMValueRef x0 = ld(c, px, at), x1 = ld(c, px, cg_addk(c, at, 1));
+    LLVMValueRef cs = ld(c, pc, cg_add(c, trow, i)), sn = ld(c, ps, cg_add(c, trow, i));
+    cg_store(c, cg_fmuladd(c, x0, cs, LLVMBuildFNeg(c->B, fmul(c, x1, sn), "")), po, at);
+    cg_store(c, cg_fmuladd(c, x0, sn, fmul(c, x1, cs)), po, cg_addk(c, at, 1));
+  }
+  cg_endfor(c, &li);
+  cg_endfor(c, &lh);
+  cg_endfor(c, &lt);
+}

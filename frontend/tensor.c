@@ -406,6 +406,13 @@ static int l_scan_bwd(lua_State *L) {
   return emit_push(L, IR_OP_SCAN_BWD, in, 4, NULL, NULL);
 }
 
+/* rope(x, cos, sin): x[L,H,D]'s pairs rotated, see ir.h */
+static int l_rope(lua_State *L) {
+  int in[3];
+  for (int i = 0; i < 3; i++) in[i] = check_tensor(L, i + 1);
+  return emit_push(L, IR_OP_ROPE, in, 3, NULL, NULL);
+}
+
 /* ---- inspection ---- */
 
 static int l_size(lua_State *L) {
@@ -493,6 +500,7 @@ void fe_open_tensor(lua_State *L) {
       {"reshape", l_reshape}, {"expand", l_expand},   {"slice", l_slice},
       {"pad", l_pad},         {"concat", l_concat},   {"softmax", l_softmax},
       {"onehot", l_onehot},   {"scan", l_scan},       {"scan_bwd", l_scan_bwd},
+      {"rope", l_rope},
       {"size", l_size},       {NULL, NULL}};
   for (const luaL_Reg *r = plain; r->name; r++) reg(L, r->name, r->func, -1);
   for (int op = 0; op < IR_OP_COUNT; op++) {

@@ -161,6 +161,32 @@ static void vjp_scan(ad_ctx *c, const ir_node *n, int g) {
   }
 }
 
+/* rope(x, cos, sin): dx = rope(g, cos, -sin), the inverse rotation; the
+ * tables, if they need gradients (learned frequencies), from the pairs:
+ *   dcos[t,i] = sum_h g0 x0 + g1 x1,   dsin[t,i] = sum_h g1 x0 - g0 x1 */
+static void vjp_rope(ad_ctx *c, const ir_node *n, int g) {
+  int x = n->in[0], cs = n->in[1], sn = n->in[2];
+  if (c->need[x]) {
+    int in[3] = {g, cs, un(c, IR_OP_NEG, sn)};
+    acc(c, x, emit(c, IR_OP_ROPE, in, 3, NULL, NULL));
+  }
+  if (!c->need[cs] && !c->need[sn]) return;
+  ir_type tx = type_of(c, x), tt = type_of(c, cs);
+  ir_type tp = {.dtype = IR_F32, .rank = 4,
+                .dim = {tx.dim[0], tx.dim[1], tx.dim[2] / 2, 2}};
+  int xp = retype(c, IR_OP_RESHAPE, x, &tp), gp = retype(c, IR_OP_RESHAPE, g, &tp);
+  int x0 = slice(c, xp, 3, 0, 1), x1 = slice(c, xp, 3, 1, 2);
+  int g0 = slice(c, gp, 3, 0, 1), g1 = slice(c, gp, 3, 1, 2);
+  if (c->need[cs]) {
+    int d = reduce(c, IR_OP_SUM, bin(c, IR_OP_ADD, mul(c, g0, x0), mul(c, g1, x1)), 1);
+    acc(c, cs, retype(c, IR_OP_RESHAPE, d, &tt));
+  }
+  if (c->need[sn]) {
+    int d = reduce(c, IR_OP_SUM, bin(c, IR_OP_SUB, mul(c, g1, x0), mul(c, g0, x1)), 1);
+    acc(c, sn, retype(c, IR_OP_RESHAPE, d, &tt));
+  }
+}
+
 /* Emits the VJP of node i, whose adjoint is c->adj[i]: contributions to
  * the adjoints of its needed inputs. One case per op, no default, so that
  * -Wswitch reports an op added to IR_OP_LIST without a rule. */
@@ -328,6 +354,9 @@ static int vjp(ad_ctx *c, int i) {
     break;
   case IR_OP_SCAN:
     vjp_scan(c, &n, g);
+    break;
+  case IR_OP_ROPE:
+    vjp_rope(c, &n, g);
     break;
   case IR_OP_SCAN_BWD:
     ir_err(c->err, "scan_bwd: second derivative not supported");

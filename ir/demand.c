@@ -150,6 +150,11 @@ static bool rule(const ir_func *f, int v, range r, range *req) {
   case IR_OP_CROSS_ENTROPY:
     req[0] = req[1] = r;
     return true;
+  case IR_OP_ROPE: /* row by row: the tables' rows with x's */
+    if (a >= 2) return false;
+    req[0] = r;
+    if (a == 0) req[1] = req[2] = r;
+    return true;
   case IR_OP_CONV1D:
   case IR_OP_SCAN:
     if (a != 1) return false; /* time: every earlier step is needed */

@@ -338,6 +338,20 @@ static void do_conv1d(const double *x, const double *w, int L, int E, int W,
     }
 }
 
+/* ir.h: the pairs of x[t][h] rotated by row t of the tables */
+static void do_rope(const double *x, const double *cs, const double *sn, int L, int H,
+                    int D, double *y) {
+  for (int t = 0; t < L; t++)
+    for (int h = 0; h < H; h++)
+      for (int i = 0; i < D / 2; i++) {
+        const double *p = x + ((int64_t)t * H + h) * D + 2 * i;
+        double c = cs[t * (D / 2) + i], s = sn[t * (D / 2) + i];
+        double *q = y + ((int64_t)t * H + h) * D + 2 * i;
+        q[0] = p[0] * c - p[1] * s;
+        q[1] = p[0] * s + p[1] * c;
+      }
+}
+
 /* dx[s,e] = sum_k w[e,k] g[s+(W-1)-k, e], zero from t = L on */
 static void do_conv1d_bwd_x(const double *g, const double *w, int L, int E,
                             int W, double *dx) {
@@ -544,6 +558,9 @@ static int eval(const ir_func *f, int id, double **v,
     return 0;
   case IR_OP_CONV1D_BWD_W:
     do_conv1d_bwd_w(x0, x1, t0->dim[0], t0->dim[1], a->n, out);
+    return 0;
+  case IR_OP_ROPE:
+    do_rope(x0, x1, v[n->in[2]], t0->dim[0], t0->dim[1], t0->dim[2], out);
     return 0;
   case IR_OP_SCAN: {
     const ir_type *tA = &f->nodes[n->in[2]].type;

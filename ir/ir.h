@@ -78,7 +78,8 @@ typedef enum { IR_F32, IR_I32 } ir_dtype;
   X(CONV1D_BWD_X, conv1d_bwd_x, 2, 0, conv1d)        /* g[L,E], w[E,W] -> dx[L,E] */                      \
   X(CONV1D_BWD_W, conv1d_bwd_w, 2, N, conv1d_bwd_w)  /* g[L,E], x[L,E] -> dw[E,attr.n] */                 \
   X(SCAN, scan, 4, 0, scan)                          /* u[L,E], delta[L,E], A[E,N], bc[L,2N] -> [L,E] */  \
-  X(SCAN_BWD, scan_bwd, 4, 0, scan_bwd)              /* ud[L,2E], A, bc, dy -> packed grads, see below */
+  X(SCAN_BWD, scan_bwd, 4, 0, scan_bwd)              /* ud[L,2E], A, bc, dy -> packed grads, see below */ \
+  X(ROPE, rope, 3, 0, rope)                          /* x[L,H,D], cos, sin [L,D/2] -> [L,H,D], below */
 
 typedef enum {
 #define IR_X_ENUM(e, ...) IR_OP_##e,
@@ -99,7 +100,13 @@ typedef enum {
  * makes B and C adjacent). scan_bwd takes ud = [u | delta] ([L, 2E]), A, bc
  * and dy and returns one flat f32 vector holding, in order,
  *   du [L,E], ddelta [L,E], dA [E,N], dbc [L,2N]
- * which the VJP slices apart: one node, one pass of the reverse recurrence. */
+ * which the VJP slices apart: one node, one pass of the reverse recurrence.
+ *
+ * rope(x, cos, sin) rotates the pairs (2i, 2i+1) of x[t][h] by the angle
+ * of row t, column i of the tables (rotary positions, DESIGN.md 5):
+ *   y[t][h][2i]   = x[t][h][2i] cos[t][i] - x[t][h][2i+1] sin[t][i]
+ *   y[t][h][2i+1] = x[t][h][2i] sin[t][i] + x[t][h][2i+1] cos[t][i]
+ * Its VJP with respect to x is the inverse rotation, rope(g, cos, -sin). */
 
 typedef struct {
   ir_dtype dtype;

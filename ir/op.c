@@ -464,6 +464,30 @@ static int rule_conv1d_bwd_w(ir_op op, const ir_node *const *in, int n, const ir
   return 0;
 }
 
+/* x[L,H,D] with cos, sin [L,D/2], D even */
+static int rule_rope(ir_op op, const ir_node *const *in, int n, const ir_attrs *a,
+                     ir_type *out, ir_error *err) {
+  (void)n, (void)a;
+  const char *op_ = ir_op_name(op);
+  if (need_f32(op_, in[0], "input", err) || need_f32(op_, in[1], "cos", err) ||
+      need_f32(op_, in[2], "sin", err) || need_rank(op_, in[0], "input [L,H,D]", 3, err) ||
+      need_rank(op_, in[1], "cos [L,D/2]", 2, err) ||
+      need_rank(op_, in[2], "sin [L,D/2]", 2, err))
+    return -1;
+  const int *x = in[0]->type.dim;
+  if (x[2] % 2 != 0) {
+    ir_err(err, "rope: head size %d is odd (pairs are rotated)", x[2]);
+    return -1;
+  }
+  for (int k = 1; k <= 2; k++)
+    if (need_dim(op_, "lengths of input and tables", in[k]->type.dim[0], x[0], err) ||
+        need_dim(op_, "table width and half the head size", in[k]->type.dim[1],
+                 x[2] / 2, err))
+      return -1;
+  *out = in[0]->type;
+  return 0;
+}
+
 /* Checks A[E,N] and bc[L,2N] against L and E. */
 static int check_scan_abc(const char *op, const ir_node *A, const ir_node *bc,
                           int L, int E, ir_error *err) {

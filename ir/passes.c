@@ -437,6 +437,10 @@ static bool fold_value(const rw *c, const cand *n, const double *v, double *r) {
     if (!all_finite(v, 4) || (v[0] != 0 && v[1] != 0 && v[3] != 0)) return false;
     *r = 0;
     return true;
+  case IR_OP_ROPE: /* x c -+ x s: uniform when sin is 0 */
+    if (!all_finite(v, 3) || v[2] != 0) return false;
+    *r = v[0] * v[1];
+    return true;
   case IR_OP_SCAN_BWD: /* gradients of sum(dy * y) with dy = 0 */
     if (!all_finite(v, 4) || v[3] != 0) return false;
     *r = 0;

@@ -446,6 +446,20 @@ static int b_conv1d_bwd_w(tg *t, int arg) {
             .n = W);
 }
 
+/* rope; arg 0: x only (tables const), 1: the tables as params too
+ * (learned frequencies), 2: heads of 2, the pairs one by one in the JIT */
+static int b_rope(tg *t, int arg) {
+  int L = 3, H = arg == 2 ? 3 : 2, D = arg == 2 ? 2 : 8;
+  int x = P(t, "x", FT(3, L, H, D), -1, 1);
+  int cs, sn;
+  if (arg == 1) {
+    cs = P(t, "cos", FT(2, L, D / 2), -1, 1), sn = P(t, "sin", FT(2, L, D / 2), -1, 1);
+  } else { /* inputs: no gradient wanted */
+    cs = X(t, "cos", FT(2, L, D / 2), -1, 1), sn = X(t, "sin", FT(2, L, D / 2), -1, 1);
+  }
+  return nd(t, IR_OP_ROPE, 3, (int[]){x, cs, sn}, (ir_attrs){0}, NULL);
+}
+
 /* random sizes from the case's seed */
 static int b_scan(tg *t, int arg) {
   (void)arg;
@@ -511,6 +525,7 @@ static const tcase cases[] = {
     C(CONV1D_BWD_X, b_conv1d_bwd_x, 2),
     C(CONV1D_BWD_W, b_conv1d_bwd_w, 0), C(CONV1D_BWD_W, b_conv1d_bwd_w, 1),
     C(CONV1D_BWD_W, b_conv1d_bwd_w, 2),
+    C(ROPE, b_rope, 0), C(ROPE, b_rope, 1), C(ROPE, b_rope, 2),
     C(SCAN, b_scan, 1), C(SCAN, b_scan, 2), C(SCAN, b_scan, 3), C(SCAN, b_scan, 4),
     C(SCAN, b_scan, 5), C(SCAN, b_scan, 6),
     {IR_OP_SCAN_BWD, "scan_bwd", b_scan_bwd, 0,

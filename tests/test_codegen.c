@@ -621,6 +621,18 @@ static int b_scan(ir_func *f, ir_op op, int var) {
   return 0;
 }
 
+/* rope: heads of 8 and 16 (vectors of 4 pairs), of 6 and 2 (pairs one
+ * by one); several heads; tables of any values */
+static int b_rope(ir_func *f, ir_op op, int var) {
+  static const int s[][3] = {{9, 1, 8}, {5, 3, 16}, {7, 2, 6}, {3, 4, 2}};
+  if (var >= 4) return -1;
+  int L = s[var][0], H = s[var][1], D = s[var][2];
+  int in[3] = {input(f, "x", F(L, H, D)), input(f, "cos", F(L, D / 2)),
+               input(f, "sin", F(L, D / 2))};
+  out(f, "y", OK(ir_add(f, op, in, 3, NULL, NULL, NULL, &E)));
+  return 0;
+}
+
 static const op_case cases[IR_OP_COUNT] = {
     [IR_OP_INPUT] = {b_input, TOL, 5},
     [IR_OP_PARAM] = {b_param, TOL, 0},
@@ -660,6 +672,7 @@ static const op_case cases[IR_OP_COUNT] = {
     [IR_OP_ONEHOT] = {b_onehot, TOL, 7},
     [IR_OP_CROSS_ENTROPY] = {b_xent, TOL_APPROX, 7},
     [IR_OP_CONV1D] = {b_conv, TOL, 0},
+    [IR_OP_ROPE] = {b_rope, TOL, 0},
     [IR_OP_CONV1D_BWD_X] = {b_conv, TOL, 0},
     [IR_OP_CONV1D_BWD_W] = {b_conv, TOL, 0},
     [IR_OP_SCAN] = {b_scan, TOL_SCAN, 0},

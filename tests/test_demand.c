@@ -231,6 +231,11 @@ static int b_scan(ir_func *f, ir_op op) {
   return OK(ir_add(f, op, in, 4, NULL, NULL, NULL, &E));
 }
 
+static int b_rope(ir_func *f, ir_op op) {
+  int in[3] = {leaf(f, "x", F(5, 2, 6)), leaf(f, "c", F(5, 3)), leaf(f, "s", F(5, 3))};
+  return OK(ir_add(f, op, in, 3, NULL, NULL, NULL, &E));
+}
+
 static const op_case cases[IR_OP_COUNT] = {
     [IR_OP_INPUT] = {b_leaf, false, 0},
     [IR_OP_PARAM] = {b_leaf, false, 0},
@@ -272,6 +277,7 @@ static const op_case cases[IR_OP_COUNT] = {
     [IR_OP_CONV1D] = {b_conv, true, 0},
     [IR_OP_CONV1D_BWD_X] = {b_conv, false, 0},
     [IR_OP_CONV1D_BWD_W] = {b_conv, false, 0},
+    [IR_OP_ROPE] = {b_rope, true, 0},
     [IR_OP_SCAN] = {b_scan, true, 0},
     [IR_OP_SCAN_BWD] = {b_scan, false, 0},
 };

@@ -162,6 +162,8 @@ static const char *const op_cases[IR_OP_COUNT] = {
     [IR_OP_CONV1D_BWD_W] = "conv1d_bwd_w(x, x, 4)",
     [IR_OP_SCAN] = "scan(x, x, input('A', 'f32', {3, 5}), input('B', 'f32', {2, 5}),"
                    " input('C', 'f32', {2, 5}))",
+    [IR_OP_ROPE] = "rope(input('q', 'f32', {2, 1, 4}), input('c', 'f32', {2, 2}),"
+                   " input('s', 'f32', {2, 2}))",
     [IR_OP_SCAN_BWD] = "scan_bwd(input('ud', 'f32', {2, 6}), input('A', 'f32', {3, 5}),"
                        " input('bc', 'f32', {2, 10}), x)",
 };
@@ -348,8 +350,7 @@ static void shape_error_names_line_and_sizes(void **s) {
                   "local c, s = input('c', 'f32', {3, 4}), input('s', 'f32', {3, 4})\n"
                   "local y = nn.rope(q, c, s)\n",
                   NULL);
-  expect_prefix(msg, "user.lua:4: reshape: element counts differ, f32[3,4] has 12, "
-                     "f32[4,1,4,1] has 16");
+  expect_prefix(msg, "user.lua:4: rope: lengths of input and tables differ, 4 vs 3");
   expect_has(msg, "nn.lua:"); /* the traceback shows the library frames */
   msg = fail_code("user.lua",
                   "local nn = require 'nn'\n"

@@ -106,6 +106,7 @@ typedef struct {
 
 #define IN1(t0, ...) .n_in = 1, .in_t = {t0}, .in_v = {__VA_ARGS__}
 #define IN2(t0, t1, ...) .n_in = 2, .in_t = {t0, t1}, .in_v = {__VA_ARGS__}
+#define IN3(t0, t1, t2, ...) .n_in = 3, .in_t = {t0, t1, t2}, .in_v = {__VA_ARGS__}
 #define IN4(t0, t1, t2, t3, ...) \
   .n_in = 4, .in_t = {t0, t1, t2, t3}, .in_v = {__VA_ARGS__}
 #define V(...) {__VA_ARGS__}
@@ -224,6 +225,11 @@ static void make_cases(void) {
            V(1, 3, 0.5, -1), V(1, 2)),
        WANT(2.5 * l, -2 * l, 2.5, -2 + 0.5 * l, -l * l, 2.5 * l, l, -8 * l,
             4.5 * l)},
+      /* x = {1,2},{3,4} (L 2, H 1, D 2); row 0 by (cos, sin) = (1/2, 1/4):
+       * {1/2 - 1/2, 1/4 + 1}; row 1 by (0, -1): {0 + 4, -3 + 0} */
+      {IR_OP_ROPE,
+       IN3(F3(2, 1, 2), F2(2, 1), F2(2, 1), V(1, 2, 3, 4), V(0.5, 0), V(0.25, -1)),
+       WANT(0, 1.25, 4, -3)},
   };
   n_cases = (int)(sizeof c / sizeof c[0]);
   memcpy(cases, c, sizeof c);

@@ -496,6 +496,12 @@ static int scan_case(ir_func *f, double u, int bwd) {
   }
   return node(f, bwd ? IR_OP_SCAN_BWD : IR_OP_SCAN, ins, 4, (ir_attrs){0}, NULL);
 }
+static int rope_case(ir_func *f, double sin) {
+  int ins[3] = {fill(f, 2, F3(4, 1, 6)), fill(f, 3, F2(4, 3)), fill(f, sin, F2(4, 3))};
+  return node(f, IR_OP_ROPE, ins, 3, (ir_attrs){0}, NULL);
+}
+FC(b_rope_sin0) { return rope_case(f, 0); }
+FC(b_rope) { return rope_case(f, 1); }
 FC(b_scan_zero) { return scan_case(f, 0, 0); }
 FC(b_scan) { return scan_case(f, 1, 0); }
 FC(b_scan_bwd_zero) { return scan_case(f, 1, 2); }
@@ -561,6 +567,8 @@ static const fold_case fold_cases[] = {
     {IR_OP_CONV1D_BWD_W, "width 2", false, 0, b_convw_n2},
     {IR_OP_SCAN, "u = 0", true, 0, b_scan_zero},
     {IR_OP_SCAN, "u = 1", false, 0, b_scan},
+    {IR_OP_ROPE, "sin 0: x cos", true, 6, b_rope_sin0},
+    {IR_OP_ROPE, "sin 1: pairs differ", false, 0, b_rope},
     {IR_OP_SCAN_BWD, "dy = 0", true, 0, b_scan_bwd_zero},
     {IR_OP_SCAN_BWD, "dy = 1", false, 0, b_scan_bwd},
 };

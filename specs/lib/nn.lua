@@ -92,14 +92,13 @@ function nn.rope_tables(n, dh, base)
   end)
 end
 
--- Rotates the pairs (2i, 2i+1) of x[n, H, dh] by the tables' angles.
+-- Rotates the pairs (2i, 2i+1) of x[n, H, dh] by the tables' angles: the
+-- rope op (one node, its VJP the inverse rotation; the same arithmetic as
+-- x0 * c - x1 * s and x0 * s + x1 * c on slices, which cost a dozen nodes).
 function nn.rope(x, cos, sin)
-  local n, H, dh = x:size(0), x:size(1), x:size(2)
+  local dh = x:size(2)
   if dh % 2 ~= 0 then raise("rope: head size " .. dh .. " is odd") end
-  local p = x:reshape{n, H, dh // 2, 2}
-  local x0, x1 = p:slice(3, 0, 1), p:slice(3, 1, 2)
-  local c, s = cos:reshape{n, 1, dh // 2, 1}, sin:reshape{n, 1, dh // 2, 1}
-  return concat({x0 * c - x1 * s, x0 * s + x1 * c}, 3):reshape{n, H, dh}
+  return rope(x, cos, sin)
 end
 
 -- Causal softmax attention on x[n, d]: wq, wk, wv, wo [d, d] without bias;
