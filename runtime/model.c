@@ -38,6 +38,15 @@ static float *vzalloc(size_t n) {
   return p;
 }
 
+/* acc += g over n floats, n a multiple of FLAT_ALIGN: in blocks of a known
+ * size and without aliasing, so that the compiler vectorises it at -O2
+ * (a scalar loop over a d 64 Mamba's 66k gradients after each example
+ * cost ~8% of the instructions of a training step). */
+static void add_into(float *restrict acc, const float *restrict g, size_t n) {
+  for (size_t i = 0; i < n; i += FLAT_ALIGN)
+    for (size_t j = 0; j < FLAT_ALIGN; j++) acc[i + j] += g[i + j];
+}
+
 /* ---- the JIT cache ----
  * Key: the printed function plus the bytes of every const that carries
  * data (the printer does not show const data, and RoPE tables with another
@@ -506,8 +515,7 @@ static void run_chunk(job *j, int c, workspace *w) {
     int a = argmax(w->logits, m->K);
     correct += a == w->label && !isnan(w->logits[a]);
     if (j->logits) memcpy(j->logits + (size_t)b * (size_t)m->K, w->logits, sizeof(float) * (size_t)m->K);
-    if (acc)
-      for (size_t i = 0; i < m->n_flat; i++) acc[i] += w->grad[i];
+    if (acc) add_into(acc, w->grad, m->n_flat);
   }
   j->loss[c] = loss;
   j->correct[c] = correct;
@@ -560,10 +568,8 @@ static int run_batch(rt_model *m, kernel *k, int n, const int32_t *tokens,
   for (int c = 0; c < RT_CHUNKS; c++) loss += j.loss[c], correct += j.correct[c];
   if (k->train) {
     memcpy(m->grad, m->chunk_grad, sizeof *m->grad * m->n_flat);
-    for (int c = 1; c < RT_CHUNKS; c++) {
-      const float *g = m->chunk_grad + (size_t)c * m->n_flat;
-      for (size_t i = 0; i < m->n_flat; i++) m->grad[i] += g[i];
-    }
+    for (int c = 1; c < RT_CHUNKS; c++)
+      add_into(m->grad, m->chunk_grad + (size_t)c * m->n_flat, m->n_flat);
   }
   if (st) *st = (rt_batch_stats){loss / B, (double)correct / B, B};
   return 0;
