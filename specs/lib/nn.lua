@@ -45,6 +45,25 @@ function nn.linear(x, name, n_out, opt)
   return y
 end
 
+-- x[n, n_in] -> the parts of x W^T, for one <name>.weight [sum(sizes), n_in]
+-- (no bias): part k is x times W's k-th block of rows, transposed. The
+-- same values as slicing nn.linear's result, computed as one product per
+-- part: no product of an awkward width (x_proj's 1 + 2N), and the
+-- backward adds row blocks of the weight's gradient instead of zero
+-- padded [n, sum(sizes)] gradients.
+function nn.linear_parts(x, name, sizes, opt)
+  opt = opt or {}
+  local n_in, n_out = x:size(1), 0
+  for _, s in ipairs(sizes) do n_out = n_out + s end
+  local w = param(name .. ".weight", {n_out, n_in}, opt.init or nn.fan_in_uniform(n_in))
+  local parts, at = {}, 0
+  for k, s in ipairs(sizes) do
+    parts[k] = x:matmul(w:slice(0, at, at + s), {tb = true})
+    at = at + s
+  end
+  return table.unpack(parts)
+end
+
 -- LayerNorm over the last axis: weight 1, bias 0, biased variance.
 function nn.layernorm(x, name, eps)
   local d = x:size(-1)
@@ -127,13 +146,11 @@ end
 function nn.mamba(x, o)
   local d = x:size(1)
   local E, N, R, W = o.expand * d, o.d_state, o.dt_rank, o.d_conv
-  local xz = nn.linear(x, "in_proj", 2 * E)
-  local u, z = xz:slice(1, 0, E), xz:slice(1, E, 2 * E)
+  local u, z = nn.linear_parts(x, "in_proj", {E, E})
   local cw = param("conv1d.weight", {E, W}, nn.fan_in_uniform(W))
   local cb = param("conv1d.bias", {E}, nn.fan_in_uniform(W)) -- Conv1d's default
   u = silu(conv1d(u, cw) + cb)
-  local dbc = nn.linear(u, "x_proj", R + 2 * N)
-  local dt, bc = dbc:slice(1, 0, R), dbc:slice(1, R, R + 2 * N) -- bc = [B | C]
+  local dt, bc = nn.linear_parts(u, "x_proj", {R, 2 * N}) -- bc = [B | C]
   local delta = probe("dt", softplus(nn.linear(dt, "dt_proj", E, -- [n, E], probed
     {init = nn.fan_in_uniform(R), bias = init.dt_bias{dt_min = 1e-3, dt_max = 0.1, floor = 1e-4}})))
   local A = -exp(param("A_log", {E, N}, init.a_log()))
