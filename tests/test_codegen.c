@@ -946,6 +946,9 @@ static void causal_skips_masked_half(void **state) {
     int o = mm(f, p, v, 0, 0);
     int sq = op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, o, o), (ir_attrs){.axis = 1});
     out(f, "o", o);
+    /* a mean over the keys of a causal product stops at the diagonal */
+    int w = param(f, "w", F(Lq, Lk));
+    out(f, "rowmean", op1(f, IR_OP_MEAN, bin(f, IR_OP_MUL, p, w), (ir_attrs){.axis = 1}));
     out(f, "loss", opt_(f, IR_OP_RESHAPE, op1(f, IR_OP_SUM, sq, (ir_attrs){.axis = 0}), FS));
     char label[64];
     snprintf(label, sizeof label, "causal %dx%d", Lq, Lk);
