@@ -225,7 +225,7 @@ static void interleave_hint(cg_ctx *c, LLVMValueRef br, unsigned n) {
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(c->C, NULL, 0);
   LLVMMetadataRef hint[2] = {
       LLVMMDStringInContext2(c->C, "llvm.loop.interleave.count", 26),
-      LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(c->C), n, 0))};
+      LLVMValueAsMetadata(LLVMConstInt(c->i32, n, 0))};
   LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(c->C, hint, 2)};
   LLVMMetadataRef id = LLVMMDNodeInContext2(c->C, ops, 2);
   LLVMMetadataReplaceAllUsesWith(tmp, id);

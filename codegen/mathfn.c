@@ -99,8 +99,8 @@ LLVMValueRef cg_exp_nonpos(cg_ctx *c, LLVMValueRef x) {
  * the base-2 form needs no Cody-Waite reduction (r = x - round(x) is
  * exact), three multiply-adds fewer than exp_ftz in the scan's hottest
  * loop. A degree-6 polynomial for 2^r fitted at Chebyshev nodes on
- * [-1/2, 1/2] (0.93 ulp); x is clamped to [-127, 127.49] as in exp_ftz
- * (2^-127 and below give +0, NaN stays). Against exp(delta A) the
+ * [-1/2, 1/2] (0.93 ulp); x is clamped to [-127, 127.49] (2^-127 and
+ * below give +0, the scale's exponent field cannot overflow; NaN stays). Against exp(delta A) the
  * rounding of delta log2 e adds |x| 2^-24 relative (tests/test_codegen.c
  * measures the whole). Without flushing: cg_exp(x ln 2). */
 LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x) {

@@ -290,10 +290,10 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   /* Row blocks of RB; the last one ends at row M, overlapping the one
    * before when RB does not divide M: those rows are computed twice, to
    * the same values, instead of emitting (and compiling) a second loop
-   * nest for the rest, which cost 14% of a whole kernel's compile. */
-  /* one vector a row and up to 2 RB rows: one block (the [8,8] weight
-   * gradients of attention at d 8 took two, overlapping, 40% slower);
-   * more rows stay in blocks of RB, finer for the causal skip */
+   * nest for the rest, which cost 14% of a whole kernel's compile. An
+   * output one vector wide of up to 2 RB rows is one block (the [8,8]
+   * weight gradients of attention at d 8 took two, overlapping, 40%
+   * slower); more rows stay in blocks of RB, finer for the causal skip. */
   int rb = m.N <= VW && m.M <= 2 * RB ? (int)m.M : RB;
   if (m.M >= rb) {
     LLVMValueRef ib = cg_forn(c, &li, (m.M + rb - 1) / rb);

@@ -82,8 +82,8 @@ typedef struct {
   int64_t B; /* floats between [N,E] blocks: cg_scan_block(N E) */
   LLVMValueRef pAT, pbc;
   bool keep;        /* every state and decay kept, else one of each */
-  LLVMValueRef pH;  /* H[t+1] = h_t, [L+1,N,E]; or (!keep) one state [N,E] */
-  LLVMValueRef pa;  /* a_t [L,N,E]; or (!keep) the current step's [N,E] */
+  LLVMValueRef pH;  /* H[t+1] = h_t, L+1 blocks; or (!keep) one state [N,E] */
+  LLVMValueRef pa;  /* a_t, L blocks; or (!keep) the current step's [N,E] */
   LLVMValueRef py;  /* y [L,E], or NULL */
   LLVMValueRef pdy; /* reverse: dy [L,E] */
   LLVMValueRef pG, pdAT, part; /* reverse: carry, dA^T [N,E], sums [2N,VW] */

@@ -114,11 +114,8 @@ end
 -- Rotates the pairs (2i, 2i+1) of x[n, H, dh] by the tables' angles: the
 -- rope op (one node, its VJP the inverse rotation; the same arithmetic as
 -- x0 * c - x1 * s and x0 * s + x1 * c on slices, which cost a dozen nodes).
-function nn.rope(x, cos, sin)
-  local dh = x:size(2)
-  if dh % 2 ~= 0 then raise("rope: head size " .. dh .. " is odd") end
-  return rope(x, cos, sin)
-end
+-- Its shape rule reports an odd dh or mismatched tables at the caller.
+function nn.rope(x, cos, sin) return rope(x, cos, sin) end
 
 -- Causal softmax attention on x[n, d]: wq, wk, wv, wo [d, d] without bias;
 -- o.heads heads of d/heads; o.pe "rope" rotates q and k (o.rope_base).
