@@ -126,6 +126,13 @@ static const bad_node cases[] = {
      {0, 1, 2, 3}, {0}, NONE, "scan: state sizes 2N of A and bc differ, 6 vs 8"},
     {2, {T2(F, 6, 4), T2(F, 3, 2)}, IR_OP_CONV1D, 2, {0, 1}, {0}, NONE,
      "conv1d: channel counts of input and weight differ, 4 vs 3"},
+    /* rope: x [L,H,D], cos and sin [L,D/2] */
+    {3, {T3(F, 6, 1, 7), T2(F, 6, 3), T2(F, 6, 3)}, IR_OP_ROPE, 3, {0, 1, 2}, {0}, NONE,
+     "rope: head size 7 is odd (pairs are rotated)"},
+    {3, {T3(F, 6, 1, 8), T2(F, 6, 4), T2(F, 6, 3)}, IR_OP_ROPE, 3, {0, 1, 2}, {0}, NONE,
+     "rope: table width and half the head size differ, 4 vs 3"},
+    {3, {T2(F, 6, 8), T2(F, 6, 4), T2(F, 6, 4)}, IR_OP_ROPE, 3, {0, 1, 2}, {0}, NONE,
+     "rope: input [L,H,D] must have rank 3, got f32[6,8]"},
     {1, {T2(F, 8, 4)}, IR_OP_SOFTMAX, 1, {0}, {.causal = true}, NONE,
      "softmax: causal mask needs no more query rows than keys, 8 vs 4"},
     {2, {T2(F, 5, 4), T1(I, 1)}, IR_OP_SELECT_ROW, 2, {0, 1}, {0}, NONE,
