@@ -37,6 +37,9 @@ typedef struct {
                   id (the scan saves its states and decay factors in its
                   scratch 1 and 2, kept until the scan_bwd, which reads
                   them instead of running the recurrence again), or -1 */
+  int into;    /* CG_MAT: the concat whose buffer holds it, at element
+                  into_off (its one user; see place_concats), or -1 */
+  int64_t into_off;
 } cg_node_plan;
 
 typedef struct {
@@ -47,7 +50,7 @@ typedef struct {
   int n_slots;
   int64_t *slot_bytes, *slot_off;
   int64_t arena_bytes;
-  int n_mat, n_fused;
+  int n_mat, n_fused, n_placed;
 } cg_plan;
 
 int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err);

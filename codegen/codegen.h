@@ -115,6 +115,7 @@ typedef struct {
   int n_loops_emitted;             /* loops, before optimisation */
   int n_materialised;              /* nodes with their own buffer */
   int n_fused;                     /* nodes computed inside another's loop */
+  int n_placed;                    /* materialised in place, in a concat */
   int n_slots;                     /* arena slots */
   size_t arena_bytes;
   int n_units;                     /* modules compiled in parallel */

@@ -53,7 +53,10 @@ LLVMValueRef cg_ptr(cg_ctx *c, int v) {
   const cg_node_plan *q = &c->p->node[v];
   switch (q->kind) {
   case CG_LEAF: return c->leaf[q->leaf];
-  case CG_MAT: return q->out >= 0 ? c->out[q->out] : c->slot[q->slot];
+  case CG_MAT:
+    if (q->into >= 0) return cg_gep(c, cg_elty(c, &c->f->nodes[v]), cg_ptr(c, q->into),
+                                    cg_i64(c, q->into_off));
+    return q->out >= 0 ? c->out[q->out] : c->slot[q->slot];
   case CG_ALIAS: {
     const ir_node *n = &c->f->nodes[v];
     LLVMValueRef base = cg_ptr(c, n->in[0]);

@@ -178,6 +178,7 @@ static int build(const ir_func *f, const cg_options *opt, int n,
     st->n_loops_emitted = loops;
     st->n_materialised = plan->n_mat;
     st->n_fused = plan->n_fused;
+    st->n_placed = plan->n_placed;
     st->n_slots = plan->n_slots;
     st->arena_bytes = (size_t)plan->arena_bytes;
     st->n_units = n;

@@ -1,5 +1,5 @@
 /* ops_layout.c — pad and concat: strided copies into a region of the
- * output. (permute, slice, expand are views: see ops_ew.c; reshape is an
+ * output (a concat's inputs placed in its buffer by plan.c need none). (permute, slice, expand are views: see ops_ew.c; reshape is an
  * alias: see plan.c.) */
 #include "cgint.h"
 
@@ -35,7 +35,8 @@ void cg_emit_concat(cg_ctx *c, int v) {
   const ir_node *n = &c->f->nodes[v];
   int at = 0;
   for (int k = 0; k < n->n_in; k++) {
-    copy_into(c, v, n->in[k], n->attr.axis, at);
+    if (c->p->node[n->in[k]].into != v) /* else computed in place */
+      copy_into(c, v, n->in[k], n->attr.axis, at);
     at += c->f->nodes[n->in[k]].type.dim[n->attr.axis];
   }
 }

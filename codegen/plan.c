@@ -183,6 +183,37 @@ static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
   }
 }
 
+/* A concat that is an output and joins contiguous blocks (every axis
+ * before its own of size 1) has its inputs computed in place, in its
+ * buffer, when the concat is their only user and they own their storage:
+ * the weight gradient of nn.linear_parts is written where it belongs, not
+ * copied there. (Outputs only: their buffers exist for the whole kernel,
+ * so the inputs' lifetimes need no arena planning.) */
+static void place_concats(const ir_func *f, cg_plan *p, const bool *is_out,
+                          const int *n_users) {
+  for (int w = 0; w < f->n_nodes; w++) {
+    const ir_node *n = &f->nodes[w];
+    if (n->op != IR_OP_CONCAT || !is_out[w] || p->node[w].kind != CG_MAT) continue;
+    bool contiguous = true;
+    for (int d = 0; d < n->attr.axis; d++) contiguous &= n->type.dim[d] == 1;
+    if (!contiguous) continue;
+    cg_access a;
+    cg_contig(&n->type, &a);
+    int64_t at = 0;
+    for (int k = 0; k < n->n_in; k++) {
+      int v = n->in[k];
+      bool once = true;
+      for (int j = 0; j < n->n_in; j++) once &= j == k || n->in[j] != v;
+      if (once && !is_out[v] && n_users[v] == 1 && p->node[v].kind == CG_MAT &&
+          p->node[v].into < 0) {
+        p->node[v].into = w;
+        p->node[v].into_off = at * a.st[n->attr.axis];
+      }
+      at += f->nodes[v].type.dim[n->attr.axis];
+    }
+  }
+}
+
 /* tri and lower (cgint.h), for matmul to skip the causal mask's half. */
 static void causal_shapes(const ir_func *f, cg_plan *p, const bool *is_out,
                           int **users, const int *n_users) {
@@ -259,7 +290,8 @@ int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
       }
   decide_kinds(f, p, live, is_out, users, n_users, fuse);
   causal_shapes(f, p, is_out, users, n_users);
-  for (int v = 0; v < n; v++) p->node[v].pair = -1;
+  for (int v = 0; v < n; v++) p->node[v].pair = p->node[v].into = -1;
+  place_concats(f, p, is_out, n_users);
   for (int w = 0; w < n; w++) {
     if (f->nodes[w].op != IR_OP_SCAN_BWD || p->node[w].kind != CG_MAT) continue;
     int v = scan_of(f, p, w);
@@ -279,6 +311,7 @@ int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
     bucket[v] = -1;
     if (q->kind == CG_MAT) p->n_mat++;
     if (q->kind == CG_FUSED) p->n_fused++;
+    if (q->into >= 0) p->n_placed++;
   }
   for (int j = 0; j < f->n_outs; j++) {
     int v = f->outs[j].node;
@@ -298,7 +331,7 @@ int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
   bucket[n] = -1;
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];
-    if (q->kind == CG_MAT && q->out < 0) {
+    if (q->kind == CG_MAT && q->out < 0 && q->into < 0) {
       if (lu[v] < v) {
         ir_err(err, "codegen: %%%d is materialised but never read", v);
         rc = -1;

@@ -662,6 +662,40 @@ static int rule_concat_slices(rw *c, cand *n) {
   return RW_REWROTE;
 }
 
+/* add(pad(a), pad(b)) on one axis where a's region ends where b's begins
+ * (or the other way round) -> concat(a, b), padded by what is left: the
+ * gradient of a weight used in parts (nn.linear_parts) is a concat, not
+ * a sum of zero-padded copies. */
+static int rule_add_pads(rw *c, cand *n) {
+  if (n->op != IR_OP_ADD) return RW_NONE;
+  const ir_node *p = at(c, n->in[0]), *q = at(c, n->in[1]);
+  if (p->op != IR_OP_PAD || q->op != IR_OP_PAD || p->attr.axis != q->attr.axis ||
+      !ir_type_eq(&p->type, &n->type) || !ir_type_eq(&q->type, &n->type))
+    return RW_NONE;
+  int axis = p->attr.axis, size = n->type.dim[axis];
+  if (size - q->attr.end == p->attr.start) { /* q's region, then p's */
+    const ir_node *t = p;
+    p = q, q = t;
+  } else if (size - p->attr.end != q->attr.start) {
+    return RW_NONE;
+  }
+  cand cat = {.op = IR_OP_CONCAT, .n_in = 2, .in = {p->in[0], q->in[0]},
+              .attr = {.axis = axis}, .type = n->type};
+  cat.type.dim[axis] = size - p->attr.start - q->attr.end;
+  int start = p->attr.start, end = q->attr.end;
+  if (start == 0 && end == 0) {
+    *n = cat;
+    return RW_REWROTE;
+  }
+  int id = emit(c, &cat);
+  if (id < 0) return RW_FAIL;
+  n->op = IR_OP_PAD;
+  n->n_in = 1;
+  n->in[0] = id;
+  n->attr = (ir_attrs){.axis = axis, .start = start, .end = end};
+  return RW_REWROTE;
+}
+
 static const rule simplify_rules[] = {
     {"add_zero", rule_add_zero},
     {"sub_zero", rule_sub_zero},
@@ -678,6 +712,7 @@ static const rule simplify_rules[] = {
     {"reduce_unit", rule_reduce_unit},
     {"concat_one", rule_concat_one},
     {"concat_slices", rule_concat_slices},
+    {"add_pads", rule_add_pads},
 };
 
 /* Algebraic identities (table above). sub(x, x) is deliberately kept:

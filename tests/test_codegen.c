@@ -828,6 +828,33 @@ static void arena_reuses_slots(void **state) {
   ir_func_free(f);
 }
 
+/* A concat output joining contiguous blocks gets its inputs computed in
+ * place (plan.c place_concats) when it is their only reader: not a leaf,
+ * an output, a value read elsewhere, or one that appears twice; a concat
+ * along a later axis copies. */
+static void concat_in_place(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(5, 6)), w = param(f, "w", F(4, 6)), v = param(f, "v", F(3, 6));
+  int a = mm(f, x, w, 0, 1), b = mm(f, w, x, 0, 1); /* [5,4], [4,5] */
+  int at = mm(f, v, x, 0, 1);                       /* [3,5] */
+  int t = un(f, IR_OP_TANH, at), shared = un(f, IR_OP_EXP, at);
+  int both = mm(f, x, x, 1, 0);                     /* [6,6], twice below */
+  int ins[4] = {b, t, shared, input(f, "y", F(2, 5))}; /* b, t: in place */
+  out(f, "rows", OK(ir_add(f, IR_OP_CONCAT, ins, 4, &(ir_attrs){.axis = 0}, NULL, NULL, &E)));
+  out(f, "shared", shared);
+  int twice[2] = {both, both};
+  out(f, "twice", OK(ir_add(f, IR_OP_CONCAT, twice, 2, &(ir_attrs){.axis = 0}, NULL, NULL, &E)));
+  int cols[2] = {a, mm(f, x, v, 0, 1)};             /* [5,4] | [5,3]: copied */
+  out(f, "cols", OK(ir_add(f, IR_OP_CONCAT, cols, 2, &(ir_attrs){.axis = 1}, NULL, NULL, &E)));
+  for (int fuse = 0; fuse < 2; fuse++) run_compare(f, 0, fuse, "concat in place", TOL);
+  cg_module *m = cg_compile(f, NULL, &E);
+  assert_non_null(m);
+  assert_int_equal(cg_module_stats(m)->n_placed, 2);
+  cg_free(m);
+  ir_func_free(f);
+}
+
 /* ---- composite graphs ---- */
 
 /* y = x W^T for W [out, in] */
@@ -1603,6 +1630,7 @@ int main(void) {
       cmocka_unit_test(fused_chain_matches),
       cmocka_unit_test(fusion_corners),
       cmocka_unit_test(arena_reuses_slots),
+      cmocka_unit_test(concat_in_place),
       cmocka_unit_test(attention_layer),
       cmocka_unit_test(mamba_chain),
       cmocka_unit_test(gradients_match),

@@ -936,6 +936,44 @@ static void simplify_concat_slices(void **s) {
   ir_func_free(f);
 }
 
+static int pad(ir_func *f, int x, int axis, int s, int e) {
+  return node(f, IR_OP_PAD, &x, 1, (ir_attrs){.axis = axis, .start = s, .end = e}, NULL);
+}
+
+/* add of two zero-padded values that meet -> their concat (padded by what
+ * neither covers), in either order of the add's inputs. */
+static void simplify_add_pads(void **s) {
+  (void)s;
+  ir_func *f = ir_func_new();
+  int x = in(f, "x", F2(2, 3));
+  int y = in(f, "y", F2(2, 3));
+  /* 0, 1: x then y, covering the axis, both orders of the add */
+  out(f, "xy", bin(f, IR_OP_ADD, pad(f, x, 0, 0, 2), pad(f, y, 0, 2, 0)));
+  out(f, "yx", bin(f, IR_OP_ADD, pad(f, y, 0, 2, 0), pad(f, x, 0, 0, 2)));
+  /* 2: with zeros left before and after -> pad(concat(x, y)) */
+  out(f, "inner", bin(f, IR_OP_ADD, pad(f, y, 0, 3, 1), pad(f, x, 0, 1, 3)));
+  /* 3..5: kept: a gap, an overlap, different axes */
+  out(f, "gap", bin(f, IR_OP_ADD, pad(f, x, 0, 0, 3), pad(f, y, 0, 3, 0)));
+  out(f, "overlap", bin(f, IR_OP_ADD, pad(f, x, 0, 0, 1), pad(f, y, 0, 1, 0)));
+  out(f, "axes", bin(f, IR_OP_ADD, pad(f, x, 1, 0, 3), pad(f, in(f, "z", F2(1, 6)), 0, 1, 0)));
+  ir_func *g = simp(f);
+  for (int o = 0; o < 2; o++) {
+    const ir_node *c = out_node(g, o);
+    assert_int_equal(c->op, IR_OP_CONCAT);
+    assert_int_equal(c->attr.axis, 0);
+    assert_int_equal(c->n_in, 2);
+    assert_int_equal(c->in[0], x);
+    assert_int_equal(c->in[1], y);
+  }
+  const ir_node *p = out_node(g, 2);
+  assert_true(p->op == IR_OP_PAD && p->attr.axis == 0 && p->attr.start == 1 && p->attr.end == 1);
+  const ir_node *c = &g->nodes[p->in[0]];
+  assert_true(c->op == IR_OP_CONCAT && c->n_in == 2 && c->in[0] == x && c->in[1] == y);
+  for (int o = 3; o <= 5; o++) assert_int_equal(out_node(g, o)->op, IR_OP_ADD);
+  ir_func_free(g);
+  ir_func_free(f);
+}
+
 /* sub(x, x) is not 0 when x is inf or NaN: no pass may fold it. */
 static void sub_self_is_kept(void **s) {
   (void)s;
@@ -1108,6 +1146,7 @@ int main(void) {
       cmocka_unit_test(simplify_reduce_unit),
       cmocka_unit_test(simplify_concat_one),
       cmocka_unit_test(simplify_concat_slices),
+      cmocka_unit_test(simplify_add_pads),
       cmocka_unit_test(sub_self_is_kept),
       cmocka_unit_test(passes_list),
       cmocka_unit_test(optimize_fixed_point),
