@@ -239,8 +239,14 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   sweep w = {.L = dyt->dim[0], .E = dyt->dim[1], .N = c->f->nodes[n->in[1]].type.dim[1]};
   int64_t L = w.L, E = w.E, N = w.N, NE = N * E;
   w.B = cg_scan_block(NE);
-  LLVMValueRef pud = cg_ptr(c, n->in[0]), po = cg_ptr(c, v);
-  w.pu = pud, w.pd = cg_gep(c, c->f32, pud, cg_i64(c, E)), w.ld = 2 * E;
+  LLVMValueRef po = cg_ptr(c, v);
+  const ir_node *ud = &c->f->nodes[n->in[0]];
+  if (c->p->node[n->in[0]].kind == CG_FUSED) { /* concat(u, delta), not copied */
+    w.pu = cg_ptr(c, ud->in[0]), w.pd = cg_ptr(c, ud->in[1]), w.ld = E;
+  } else {
+    LLVMValueRef pud = cg_ptr(c, n->in[0]);
+    w.pu = pud, w.pd = cg_gep(c, c->f32, pud, cg_i64(c, E)), w.ld = 2 * E;
+  }
   w.pbc = cg_ptr(c, n->in[2]), w.pdy = cg_ptr(c, n->in[3]);
   LLVMValueRef work = c->slot[q->scratch[0]];
   w.pAT = work;

@@ -1,6 +1,8 @@
 /* plan.c — decides, for every node, where its value lives: a leaf
  * pointer, an output buffer, an arena slot, its input's bytes (reshape,
- * or a slice that is a contiguous block of its input), or nowhere (fused into a consumer's loop, or dead). Then packs the arena:
+ * or a slice that is a contiguous block of its input), a region of the
+ * concat that reads it (place_concats), or nowhere (fused into a
+ * consumer's loop, or dead). Then packs the arena:
  * slots are disjoint regions, each reused by values whose lifetimes do not
  * overlap (best fit, growing a free slot rather than adding one).
  *
@@ -11,7 +13,8 @@
  *    one group and it has the group's shape (so nothing is recomputed);
  *  - a view joins when all its users are in one group (it is only an
  *    address computation, whatever its shape);
- *  - a fill never needs memory unless a non-loop op reads it.
+ *  - a fill never needs memory unless a non-loop op reads it;
+ *  - scan_bwd reads the concat(u, delta) of its operands in place.
  * The group is emitted at its root's position (the last node). */
 #include "cgint.h"
 
@@ -140,6 +143,21 @@ static bool same_dims(const ir_type *a, const ir_type *b) {
   return true;
 }
 
+/* Is v the concat(u, delta) that only scan_bwd w reads (w = scan_bwd(v,
+ * ...))? Then w reads u and delta where they are (ops_scan.c): v is fused
+ * into w, which keeps u and delta alive until it runs. */
+static bool scan_operands(const ir_func *f, const cg_plan *p, int v,
+                          int **users, const int *n_users, const bool *is_out) {
+  const ir_node *n = &f->nodes[v];
+  if (n->op != IR_OP_CONCAT || n->n_in != 2 || n->attr.axis != 1 || is_out[v] ||
+      n_users[v] != 1)
+    return false;
+  int w = users[v][0];
+  if (f->nodes[w].op != IR_OP_SCAN_BWD || f->nodes[w].in[0] != v || p->node[w].kind != CG_MAT)
+    return false;
+  return 2 * f->nodes[n->in[0]].type.dim[1] == n->type.dim[1];
+}
+
 /* Kinds, in reverse order so that every user is decided first. */
 static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
                          const bool *is_out, int **users, const int *n_users,
@@ -163,6 +181,9 @@ static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
           mem = true;
       }
       q->kind = mem ? CG_MAT : CG_FUSED; /* fused fill: an inline constant */
+    } else if (fuse && scan_operands(f, p, v, users, n_users, is_out)) {
+      q->kind = CG_FUSED;
+      q->root = users[v][0];
     } else if (fuse && !is_out[v] && n_users[v] > 0 &&
                (cg_is_ewise(n->op) || cg_is_view(n->op))) {
       int g = group_of(f, p, users[v][0]);
