@@ -83,42 +83,90 @@ void rt_optim_free(rt_optim *o) {
 
 long rt_optim_steps(const rt_optim *o) { return o->t; }
 
-/* torch.lerp(a, b, w) on CPU: two formulas, by which side w is on. */
-static float lerp(float a, float b, float w) {
-  return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+/* The loops below run in blocks of BLOCK elements, the rest one by one,
+ * with every branch on the configuration taken outside: a block of known
+ * size without branches is what GCC vectorises at -O2 (with
+ * -fno-math-errno for sqrtf, see CMakeLists.txt). Each element's
+ * arithmetic is the same, operation by operation, whatever the path. */
+enum { BLOCK = 16 };
+
+static void scale_into(float *restrict p, float k, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = p[i] * k;
 }
 
-static void sgd(rt_optim *o, float *p, const float *g, double lr) {
+/* g += wd p (L2 weight decay, into the gradient, as torch does) */
+static void add_decay(float *restrict g, const float *restrict p, float wd, size_t n) {
+  for (size_t i = 0; i < n; i++) g[i] = g[i] + wd * p[i];
+}
+
+static void sgd(rt_optim *o, float *restrict p, float *restrict g, double lr) {
   const rt_optim_config *c = &o->c;
-  float wd = (float)c->weight_decay, mu = (float)c->momentum;
+  float mu = (float)c->momentum;
   float damp = (float)(1 - c->dampening), neg_lr = (float)-lr;
+  if (c->weight_decay != 0) add_decay(g, p, (float)c->weight_decay, o->n);
+  if (c->momentum == 0) {
+    for (size_t i = 0; i < o->n; i++) p[i] = p[i] + neg_lr * g[i];
+    return;
+  }
+  float *restrict m = o->m;
+  bool first = o->t == 1, nesterov = c->nesterov;
   for (size_t i = 0; i < o->n; i++) {
     float d = g[i];
-    if (c->weight_decay != 0) d = d + wd * p[i];
-    if (c->momentum != 0) {
-      o->m[i] = o->t == 1 ? d : o->m[i] * mu + damp * d;
-      d = c->nesterov ? d + mu * o->m[i] : o->m[i];
-    }
+    m[i] = first ? d : m[i] * mu + damp * d;
+    d = nesterov ? d + mu * m[i] : m[i];
     p[i] = p[i] + neg_lr * d;
   }
 }
 
-static void adam(rt_optim *o, float *p, const float *g, double lr) {
+/* torch.lerp(a, b, w) on CPU takes one of two formulas by which side w
+ * is on; `near` is fabsf(w) < 0.5f, decided once per step. */
+static inline float lerp(float a, float b, float w, bool near) {
+  return near ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+}
+
+typedef struct {
+  float w1, b2, w2, neg_step, bc2_sqrt, eps;
+} adam_k;
+
+static inline void adam_one(float *restrict p, const float *restrict g, float *restrict m,
+                            float *restrict v, size_t i, adam_k k, bool near) {
+  float d = g[i];
+  m[i] = lerp(m[i], d, k.w1, near);
+  v[i] = v[i] * k.b2 + k.w2 * d * d;
+  float denom = sqrtf(v[i]) / k.bc2_sqrt + k.eps;
+  p[i] = p[i] + k.neg_step * m[i] / denom;
+}
+
+static inline __attribute__((always_inline)) void adam_run(
+    float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+    size_t n, adam_k k, bool near) {
+  size_t i = 0;
+  for (; i + BLOCK <= n; i += BLOCK)
+    for (size_t j = 0; j < BLOCK; j++) adam_one(p, g, m, v, i + j, k, near);
+  for (; i < n; i++) adam_one(p, g, m, v, i, k, near);
+}
+
+/* one function (restrict pointers, `near` a constant) per lerp formula;
+ * not inlined, as the restrict qualifiers would be lost in adam() */
+static __attribute__((noinline)) void adam_near(float *restrict p, const float *restrict g, float *restrict m,
+                      float *restrict v, size_t n, adam_k k) {
+  adam_run(p, g, m, v, n, k, true);
+}
+static __attribute__((noinline)) void adam_far(float *restrict p, const float *restrict g, float *restrict m,
+                     float *restrict v, size_t n, adam_k k) {
+  adam_run(p, g, m, v, n, k, false);
+}
+
+static void adam(rt_optim *o, float *restrict p, float *restrict g, double lr) {
   const rt_optim_config *c = &o->c;
-  bool decoupled = c->kind == RT_OPT_ADAMW;
-  float wd = (float)c->weight_decay, shrink = (float)(1 - lr * c->weight_decay);
-  float w1 = (float)(1 - c->beta1), b2 = (float)c->beta2, w2 = (float)(1 - c->beta2);
   double bc1 = 1 - pow(c->beta1, (double)o->t), bc2 = 1 - pow(c->beta2, (double)o->t);
-  float neg_step = (float)-(lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)c->eps;
-  for (size_t i = 0; i < o->n; i++) {
-    float d = g[i];
-    if (decoupled) p[i] = p[i] * shrink;
-    else if (c->weight_decay != 0) d = d + wd * p[i];
-    o->m[i] = lerp(o->m[i], d, w1);
-    o->v[i] = o->v[i] * b2 + w2 * d * d;
-    float denom = sqrtf(o->v[i]) / bc2_sqrt + eps;
-    p[i] = p[i] + neg_step * o->m[i] / denom;
-  }
+  adam_k k = {.w1 = (float)(1 - c->beta1), .b2 = (float)c->beta2,
+              .w2 = (float)(1 - c->beta2), .neg_step = (float)-(lr / bc1),
+              .bc2_sqrt = (float)sqrt(bc2), .eps = (float)c->eps};
+  if (c->kind == RT_OPT_ADAMW) scale_into(p, (float)(1 - lr * c->weight_decay), o->n);
+  else if (c->weight_decay != 0) add_decay(g, p, (float)c->weight_decay, o->n);
+  if (fabsf(k.w1) < 0.5f) adam_near(p, g, o->m, o->v, o->n, k);
+  else adam_far(p, g, o->m, o->v, o->n, k);
 }
 
 double rt_optim_step(rt_optim *o, float *p, float *g) {

@@ -404,8 +404,9 @@ typedef struct rt_optim rt_optim;
 rt_optim *rt_optim_new(const rt_optim_config *c, size_t n);
 void rt_optim_free(rt_optim *o);
 long rt_optim_steps(const rt_optim *o); /* updates done */
-/* One update of p[0..n) with gradient g (clipped in place if configured).
- * Returns the global gradient norm before clipping. */
+/* One update of p[0..n) with gradient g (clipped in place if configured,
+ * and with Adam's or SGD's L2 weight decay added in place, as torch
+ * does). Returns the global gradient norm before clipping. */
 double rt_optim_step(rt_optim *o, float *p, float *g);
 
 /* ======================================================================
