@@ -40,6 +40,9 @@ typedef struct {
   int into;    /* CG_MAT: the concat whose buffer holds it, at element
                   into_off (its one user; see place_concats), or -1 */
   int64_t into_off;
+  int64_t first_row; /* scan: the first row of its output anything reads
+                        (its users are slices of rows from there on: the
+                        last layer of a training kernel reads one) */
 } cg_node_plan;
 
 typedef struct {

@@ -235,6 +235,19 @@ static void place_concats(const ir_func *f, cg_plan *p, const bool *is_out,
   }
 }
 
+/* first_row (cgint.h) of scan v. */
+static int64_t first_row(const ir_func *f, int v, int **users, const int *n_users,
+                         const bool *is_out) {
+  if (is_out[v]) return 0;
+  int64_t from = f->nodes[v].type.dim[0];
+  for (int k = 0; k < n_users[v]; k++) {
+    const ir_node *u = &f->nodes[users[v][k]];
+    if (u->op != IR_OP_SLICE || u->attr.axis != 0) return 0;
+    if (u->attr.start < from) from = u->attr.start;
+  }
+  return from;
+}
+
 /* tri and lower (cgint.h), for matmul to skip the causal mask's half. */
 static void causal_shapes(const ir_func *f, cg_plan *p, const bool *is_out,
                           int **users, const int *n_users) {
@@ -311,7 +324,11 @@ int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
       }
   decide_kinds(f, p, live, is_out, users, n_users, fuse);
   causal_shapes(f, p, is_out, users, n_users);
-  for (int v = 0; v < n; v++) p->node[v].pair = p->node[v].into = -1;
+  for (int v = 0; v < n; v++) {
+    p->node[v].pair = p->node[v].into = -1;
+    if (f->nodes[v].op == IR_OP_SCAN && live[v])
+      p->node[v].first_row = first_row(f, v, users, n_users, is_out);
+  }
   place_concats(f, p, is_out, n_users);
   for (int w = 0; w < n; w++) {
     if (f->nodes[w].op != IR_OP_SCAN_BWD || p->node[w].kind != CG_MAT) continue;

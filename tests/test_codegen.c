@@ -858,6 +858,31 @@ static void concat_in_place(void **state) {
   ir_func_free(f);
 }
 
+/* A scan whose output is read from a row on (slices of its last rows: the
+ * last layer of a training kernel) computes y only there; a scan_bwd
+ * whose dy is zero before a row (a pad) skips dy's terms there. Sizes at
+ * and across the vector widths, fused and not. */
+static void scan_partial_rows(void **state) {
+  (void)state;
+  static const int sz[][3] = {{7, 6, 4}, {12, 16, 16}, {9, 40, 5}};
+  for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) {
+    int L = sz[i][0], E_ = sz[i][1], N = sz[i][2];
+    ir_func *f = ir_func_new();
+    int u = input(f, "u", F(L, E_)), d = un(f, IR_OP_SOFTPLUS, input(f, "d", F(L, E_)));
+    int A = un(f, IR_OP_NEG, un(f, IR_OP_EXP, input(f, "A_log", F(E_, N))));
+    int bc = input(f, "bc", F(L, 2 * N));
+    int in[4] = {u, d, A, bc};
+    int y = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
+    out(f, "last", op1(f, IR_OP_SLICE, y, (ir_attrs){.axis = 0, .start = L - 1, .end = L}));
+    out(f, "tail", op1(f, IR_OP_SLICE, y, (ir_attrs){.axis = 0, .start = L - 3, .end = L - 1}));
+    int g = op1(f, IR_OP_PAD, input(f, "g", F(2, E_)), (ir_attrs){.axis = 0, .start = L - 2});
+    int bin_[4] = {op2(f, IR_OP_CONCAT, u, d, (ir_attrs){.axis = 1}), A, bc, g};
+    out(f, "grads", OK(ir_add(f, IR_OP_SCAN_BWD, bin_, 4, NULL, NULL, NULL, &E)));
+    for (int fuse = 0; fuse < 2; fuse++) run_compare(f, 0, fuse, "scan, partial rows", TOL_SCAN);
+    ir_func_free(f);
+  }
+}
+
 /* ---- composite graphs ---- */
 
 /* y = x W^T for W [out, in] */
@@ -1644,6 +1669,7 @@ int main(void) {
       cmocka_unit_test(fusion_corners),
       cmocka_unit_test(arena_reuses_slots),
       cmocka_unit_test(concat_in_place),
+      cmocka_unit_test(scan_partial_rows),
       cmocka_unit_test(attention_layer),
       cmocka_unit_test(mamba_chain),
       cmocka_unit_test(gradients_match),
