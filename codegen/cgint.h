@@ -43,6 +43,10 @@ typedef struct {
   int64_t first_row; /* scan: the first row of its output anything reads
                         (its users are slices of rows from there on: the
                         last layer of a training kernel reads one) */
+  int read_at;       /* scan: the i32 leaf holding the only row of its
+                        output that is read (its one user is select_row of
+                        that row: the last layer of an evaluation kernel),
+                        or -1 */
 } cg_node_plan;
 
 typedef struct {

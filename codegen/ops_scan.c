@@ -15,7 +15,8 @@
  * There the last layer's output is read at the last row only: its scan
  * computes y only for the rows read (plan.c first_row), and its scan_bwd
  * skips dy's terms in the steps where dy is a pad's zeros (layer 2's
- * reverse scan ~22% faster). */
+ * reverse scan ~22% faster). In an evaluation kernel the last layer's
+ * output is read at the row given at run time: its scan stops there. */
 #include "cgint.h"
 
 /* Widest vectors, measured (mamba d 64): the forward step has few live
@@ -145,6 +146,36 @@ static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   if (yacc) cg_vstore(c, get(c, yacc), w->py, cg_add(c, cg_mulk(c, t, w->E), e0));
 }
 
+/* y at row w->t from the state there (one state kept, w->pH): the sum
+ * over s in order, as fwd_block's. */
+static void y_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
+  sweep *w = ud;
+  LLVMValueRef yacc = cg_alloca(c, cg_vty(c, c->f32), vzero(c));
+  LLVMValueRef cbase = cg_addk(c, cg_mulk(c, w->t, 2 * w->N), w->N);
+  cg_loop ls;
+  LLVMValueRef s = cg_forn(c, &ls, w->N);
+  LLVMValueRef h = cg_vload(c, w->pH, cg_add(c, cg_mulk(c, s, w->E), e0));
+  set(c, yacc, fma_(c, bcast(c, w->pbc, cg_add(c, cbase, s)), h, get(c, yacc)));
+  cg_endfor(c, &ls);
+  cg_vstore(c, get(c, yacc), w->py, cg_add(c, cg_mulk(c, w->t, w->E), e0));
+}
+
+/* Only row p of y is read, p known when the kernel runs (an evaluation
+ * kernel's last layer, a sequence padded to its bucket): the steps up to
+ * p without y, then y at p. The steps after p are not needed at all. */
+static void fwd_sweep_to(cg_ctx *c, sweep *w, LLVMValueRef p) {
+  cg_zero(c, w->pH, w->N * w->E);
+  LLVMValueRef py = w->py;
+  w->py = NULL;
+  cg_loop lt;
+  w->t = cg_for(c, &lt, cg_i64(c, 0), cg_addk(c, p, 1));
+  blocks(c, w->E, FWD_VW, decay_block, w);
+  blocks(c, w->E, FWD_VW, fwd_block, w);
+  cg_endfor(c, &lt);
+  w->py = py, w->t = p;
+  blocks(c, w->E, FWD_VW, y_block, w);
+}
+
 /* Steps [0, y_from) without y (no row of it is read), then the rest. */
 static void fwd_sweep(cg_ctx *c, sweep *w) {
   cg_zero(c, w->pH, w->N * w->E);
@@ -180,7 +211,13 @@ void cg_emit_scan(cg_ctx *c, int v) {
     w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.B));
   }
   transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
-  fwd_sweep(c, &w);
+  if (q->read_at >= 0 && q->pair < 0) { /* the row, clamped (select_row counts it) */
+    LLVMValueRef p = LLVMBuildSExt(c->B, cg_load(c, c->i32, cg_ptr(c, q->read_at), cg_i64(c, 0)),
+                                   c->i64, "");
+    fwd_sweep_to(c, &w, cg_imin(c, cg_imax(c, p, cg_i64(c, 0)), cg_i64(c, w.L - 1)));
+  } else {
+    fwd_sweep(c, &w);
+  }
 }
 
 /* Reverse step t for the channels at e0, with dh = dy[t,e] C[t,s] + G:

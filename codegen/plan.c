@@ -248,6 +248,15 @@ static int64_t first_row(const ir_func *f, int v, int **users, const int *n_user
   return from;
 }
 
+/* read_at (cgint.h) of scan v. */
+static int read_at(const ir_func *f, const cg_plan *p, int v, int **users,
+                   const int *n_users, const bool *is_out) {
+  if (is_out[v] || n_users[v] != 1) return -1;
+  const ir_node *u = &f->nodes[users[v][0]];
+  if (u->op != IR_OP_SELECT_ROW || u->in[0] != v) return -1;
+  return p->node[u->in[1]].kind == CG_LEAF ? u->in[1] : -1;
+}
+
 /* tri and lower (cgint.h), for matmul to skip the causal mask's half. */
 static void causal_shapes(const ir_func *f, cg_plan *p, const bool *is_out,
                           int **users, const int *n_users) {
@@ -325,9 +334,11 @@ int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
   decide_kinds(f, p, live, is_out, users, n_users, fuse);
   causal_shapes(f, p, is_out, users, n_users);
   for (int v = 0; v < n; v++) {
-    p->node[v].pair = p->node[v].into = -1;
-    if (f->nodes[v].op == IR_OP_SCAN && live[v])
+    p->node[v].pair = p->node[v].into = p->node[v].read_at = -1;
+    if (f->nodes[v].op == IR_OP_SCAN && live[v]) {
       p->node[v].first_row = first_row(f, v, users, n_users, is_out);
+      p->node[v].read_at = read_at(f, p, v, users, n_users, is_out);
+    }
   }
   place_concats(f, p, is_out, n_users);
   for (int w = 0; w < n; w++) {

@@ -859,9 +859,11 @@ static void concat_in_place(void **state) {
 }
 
 /* A scan whose output is read from a row on (slices of its last rows: the
- * last layer of a training kernel) computes y only there; a scan_bwd
- * whose dy is zero before a row (a pad) skips dy's terms there. Sizes at
- * and across the vector widths, fused and not. */
+ * last layer of a training kernel) computes y only there; one read at a
+ * row known at run time (select_row: an evaluation kernel) runs up to it;
+ * a scan_bwd whose dy is zero before a row (a pad) skips dy's terms
+ * there. Sizes at and across the vector widths, fused and not; the row
+ * at run time drawn from 0..L-1 on each compare. */
 static void scan_partial_rows(void **state) {
   (void)state;
   static const int sz[][3] = {{7, 6, 4}, {12, 16, 16}, {9, 40, 5}};
@@ -878,7 +880,10 @@ static void scan_partial_rows(void **state) {
     int g = op1(f, IR_OP_PAD, input(f, "g", F(2, E_)), (ir_attrs){.axis = 0, .start = L - 2});
     int bin_[4] = {op2(f, IR_OP_CONCAT, u, d, (ir_attrs){.axis = 1}), A, bc, g};
     out(f, "grads", OK(ir_add(f, IR_OP_SCAN_BWD, bin_, 4, NULL, NULL, NULL, &E)));
-    for (int fuse = 0; fuse < 2; fuse++) run_compare(f, 0, fuse, "scan, partial rows", TOL_SCAN);
+    /* a second scan read at one row known at run time: the steps up to it */
+    int y2 = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
+    out(f, "at", op2(f, IR_OP_SELECT_ROW, y2, input(f, "pos", IS), (ir_attrs){0}));
+    for (int fuse = 0; fuse < 2; fuse++) run_compare(f, L, fuse, "scan, partial rows", TOL_SCAN);
     ir_func_free(f);
   }
 }
