@@ -286,15 +286,16 @@ static LLVMValueRef sums8(cg_ctx *c, LLVMValueRef *v) {
   return cg_fadd(c, cg_shuffle(c, x[0], x[1], h0, 8), cg_shuffle(c, x[0], x[1], h1, 8), 0);
 }
 
-/* Reverse step w->t over every channel, then dbc's row t. */
+/* Reverse step w->t over every channel, then dbc's row t: the lanes of
+ * part[k] summed, 8 rows at once (sums8), the rest one by one, part[k]
+ * left 0 for the next step. Where dy is 0 the C half of part stays 0:
+ * only the B half is summed, dC's row is zeros. */
 static void bwd_step(cg_ctx *c, sweep *w, LLVMValueRef pdbc) {
-  int64_t N = w->N;
+  int64_t N = w->N, R = w->pdy ? 2 * N : N; /* rows summed */
   cg_loop ls;
   blocks(c, w->E, VW, bwd_block, w);
-  /* dbc[t, k] = the lanes of part[k] summed, 8 rows at once (sums8),
-   * the 2N % 8 left one by one; part[k] = 0 for the next t */
   LLVMValueRef row = cg_mulk(c, w->t, 2 * N);
-  int64_t K8 = 2 * N / 8 * 8;
+  int64_t K8 = R / 8 * 8;
   if (K8 > 0) {
     LLVMValueRef kb = cg_mulk(c, cg_forn(c, &ls, K8 / 8), 8), v[8];
     c->vw = VW;
@@ -309,14 +310,19 @@ static void bwd_step(cg_ctx *c, sweep *w, LLVMValueRef pdbc) {
     c->vw = 0;
     cg_endfor(c, &ls);
   }
-  if (K8 < 2 * N) {
+  if (K8 < R) {
     c->vw = VW;
-    LLVMValueRef k = cg_for(c, &ls, cg_i64(c, K8), cg_i64(c, 2 * N));
+    LLVMValueRef k = cg_for(c, &ls, cg_i64(c, K8), cg_i64(c, R));
     LLVMValueRef pk = cg_mulk(c, k, VW);
     cg_store(c, cg_hsum(c, cg_vload(c, w->part, pk)), pdbc, cg_add(c, row, k));
     cg_vstore(c, vzero(c), w->part, pk);
     cg_endfor(c, &ls);
     c->vw = 0;
+  }
+  if (R < 2 * N) {
+    LLVMValueRef k = cg_for(c, &ls, cg_i64(c, R), cg_i64(c, 2 * N));
+    cg_store(c, cg_f32c(c, 0.0), pdbc, cg_add(c, row, k));
+    cg_endfor(c, &ls);
   }
 }
 
