@@ -1,6 +1,7 @@
 /* ops_layout.c — pad and concat: strided copies into a region of the
- * output (a concat's inputs placed in its buffer by plan.c need none). (permute, slice, expand are views: see ops_ew.c; reshape is an
- * alias: see plan.c.) */
+ * output (a concat's inputs placed in its buffer by plan.c need none).
+ * (permute, slice, expand are views: see ops_ew.c; reshape is an alias:
+ * see plan.c.) */
 #include "cgint.h"
 
 typedef struct {

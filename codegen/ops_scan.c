@@ -162,7 +162,9 @@ static void y_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
 
 /* Only row p of y is read, p known when the kernel runs (an evaluation
  * kernel's last layer, a sequence padded to its bucket): the steps up to
- * p without y, then y at p. The steps after p are not needed at all. */
+ * p without y, then y at p. The steps after p are not needed at all.
+ * (Running step p as a one-step loop of fwd_block instead of y_block was
+ * measured 6-12% slower over the mamba d 8 sweep.) */
 static void fwd_sweep_to(cg_ctx *c, sweep *w, LLVMValueRef p) {
   cg_zero(c, w->pH, w->N * w->E);
   LLVMValueRef py = w->py;

@@ -83,9 +83,9 @@ void rt_optim_free(rt_optim *o) {
 
 long rt_optim_steps(const rt_optim *o) { return o->t; }
 
-/* The loops below run in blocks of BLOCK elements, the rest one by one,
- * with every branch on the configuration taken outside: a block of known
- * size without branches is what GCC vectorises at -O2 (with
+/* Adam's branches on the configuration are taken outside its loop, which
+ * runs in blocks of BLOCK elements (the rest one by one): a block of
+ * known size without branches is what GCC vectorises at -O2 (with
  * -fno-math-errno for sqrtf, see CMakeLists.txt). Each element's
  * arithmetic is the same, operation by operation, whatever the path. */
 enum { BLOCK = 16 };
