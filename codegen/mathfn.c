@@ -95,36 +95,61 @@ LLVMValueRef cg_exp_nonpos(cg_ctx *c, LLVMValueRef x) {
   return c->ftz ? exp_ftz(c, x) : cg_exp(c, x);
 }
 
+/* 2^(j/8) for j = the low 3 bits of each lane of bits: lane by lane
+ * from an 8-entry constant, which the x86 backend turns into one vpermps
+ * per 8 lanes where there is AVX2 (a build_vector of variable extracts
+ * from one source), and into loads elsewhere: the same values on every
+ * host. */
+static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits) {
+  LLVMValueRef el[8];
+  for (int j = 0; j < 8; j++) el[j] = cg_f32c(c, exp2(j / 8.0));
+  LLVMValueRef table = LLVMConstVector(el, 8);
+  LLVMValueRef j = LLVMBuildAnd(c->B, bits, I(c, 7), "");
+  if (c->vw <= 1) return LLVMBuildExtractElement(c->B, table, j, "");
+  LLVMValueRef v = LLVMGetPoison(cg_vty(c, c->f32));
+  for (int i = 0; i < c->vw; i++) {
+    LLVMValueRef ji = LLVMBuildExtractElement(c->B, j, cg_i32c(c, i), "");
+    v = LLVMBuildInsertElement(c->B, v, LLVMBuildExtractElement(c->B, table, ji, ""),
+                               cg_i32c(c, i), "");
+  }
+  return v;
+}
+
 /* 2^x for the scan's decays, whose exponent comes as (delta log2 e) A:
- * the base-2 form needs no Cody-Waite reduction (r = x - round(x) is
- * exact), three multiply-adds fewer than exp_ftz in the scan's hottest
- * loop. A degree-6 polynomial for 2^r fitted at Chebyshev nodes on
- * [-1/2, 1/2] (0.93 ulp), scaled by 2^k by adding k to its exponent
- * field: an integer add instead of a multiply on the FMA pipes, which
- * bound this loop (the forward scan at d 8 10% faster), and the same
- * value wherever the product is normal. x is clamped to [-127, 127.49],
- * so the exponent field, k + 127 (one less when 2^r < 1, i.e. r < 0,
- * which needs k > -127), stays in 0..254; at 0 the result is +0 (x <=
- * -127 gives r = 0, 2^r = 1 exactly) or a denormal that reads as zero
- * under DAZ (the kernel sets FTZ and DAZ), as the true value flushes.
- * NaN stays NaN when the low 9 bits of its payload are zero, as in every
- * NaN that arithmetic makes (x86's default NaN): those bits land in the
- * exponent field. Against exp(delta A) the rounding of delta log2 e adds
- * |x| 2^-24 relative (tests/test_codegen.c measures the whole). Without
- * flushing: cg_exp(x ln 2). */
+ * the base-2 form needs no Cody-Waite reduction. x = k + j/8 + r with
+ * k + j/8 = x rounded to eighths (by the 1.5*2^20 magic addition) and r
+ * in [-1/16, 1/16] exactly; 2^x = 2^k 2^(j/8) (1 + q), q = 2^r - 1 by a
+ * degree-3 polynomial fitted at Chebyshev nodes (2.5e-8 relative), 2^(j/8)
+ * from a table (pow2_eighths), T (1 + q) as one fma: ~1 ulp (the table's
+ * rounding and the fma's). The loop that computes decays is bound by the
+ * FMA pipes: this takes 4 operations there per 8 lanes where a degree-6
+ * polynomial over [-1/2, 1/2] took 6 and its 2^k multiply a 7th (the
+ * scan alone 4-9% faster at d 8 and d 64, both forms compiled in one
+ * process and timed alternately; as accurate, tests/test_codegen.c).
+ * 2^k scales by adding k to the exponent field: T (1 + q) is in [0.95,
+ * 1.92], so the field, k + 127 (one less below 1: j = 0 and r < 0, which
+ * needs k > -127), stays in 0..254 for x clamped to [-127, 127.49]; at 0
+ * the result is +0 (x = -127 gives j = 0, r = 0, T (1 + q) = 1 exactly)
+ * or a denormal that reads as zero under DAZ (the kernel sets FTZ and
+ * DAZ), as the true value flushes. NaN stays NaN when bits 3..11 of its
+ * payload are zero, as in every NaN that arithmetic makes (x86's default
+ * NaN): those bits land in the exponent field. Against exp(delta A) the
+ * rounding of delta log2 e adds |x| 2^-24 relative (tests/test_codegen.c
+ * measures the whole). Without flushing: cg_exp(x ln 2). */
 LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x) {
-  static const double P[] = {1.5337577497e-04, 1.3399859890e-03, 9.6185198054e-03,
-                             5.5503290147e-02, 2.4022646248e-01, 6.9314718246e-01,
-                             1.0};
-  const double magic = 12582912.0; /* 1.5 * 2^23 */
+  static const double Q[] = {5.5496221798e-02, 2.4025762984e-01, 6.9314721426e-01};
+  const double magic = 1572864.0; /* 1.5 * 2^20: t's last bit is 1/8 */
   if (!c->ftz) return cg_exp(c, mul(c, x, K(c, 0.693147180559945309)));
   x = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 127.49)), K(c, 127.49), x);
   x = sel(c, fcmp(c, LLVMRealOLT, x, K(c, -127.0)), K(c, -127.0), x);
   LLVMValueRef t = add(c, x, K(c, magic));
   LLVMValueRef r = cg_fsub(c, x, cg_fsub(c, t, K(c, magic), 0), 0);
-  LLVMValueRef y = horner(c, r, P, 7);
-  /* t's bits are 0x4B400000 + k: shifted by 23 only k << 23 is left */
-  LLVMValueRef k = LLVMBuildShl(c->B, as_int(c, t), I(c, 23), "");
+  LLVMValueRef q = mul(c, horner(c, r, Q, 3), r);
+  LLVMValueRef T = pow2_eighths(c, as_int(c, t));
+  LLVMValueRef y = cg_fmuladd(c, T, q, T);
+  /* t's bits are 0x49C00000 + 8k + j: shifted by 20 and masked, k << 23 */
+  LLVMValueRef k = LLVMBuildAnd(c->B, LLVMBuildShl(c->B, as_int(c, t), I(c, 20), ""),
+                                I(c, (int32_t)0xFF800000u), "");
   return as_float(c, LLVMBuildAdd(c->B, as_int(c, y), k, ""));
 }
 

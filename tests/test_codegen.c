@@ -1282,8 +1282,9 @@ static void approximations_flushed(void **state) {
 /* The scan's decay a = exp(delta A), computed as 2^((delta log2 e) A)
  * (mathfn.c), read through a scan of two steps: with u = (1, 0), delta =
  * (1, |x|), A = sign(x), B = (1, 0) and C = (0, 1), y[1] = a_1 h_0 = exp(x).
- * Besides the polynomial (< 1 ulp), rounding delta log2 e and the product
- * costs up to |x| 2^-24 relative each: at most 2 + 2|x| ulp. */
+ * Besides the table and polynomial (about 1 ulp), rounding delta log2 e
+ * and the product costs up to |x| 2^-24 relative each: at most 2 + 2|x|
+ * ulp. */
 static void scan_decay(bool flushed) {
   enum { W = 1 << 16, POINTS = 1 << 21 };
   ir_func *f = ir_func_new();
