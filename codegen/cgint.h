@@ -215,9 +215,10 @@ LLVMValueRef cg_clamp_index(cg_ctx *c, LLVMValueRef v, int64_t n);
 LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
 /* Faster forms where denormals are flushed (c->ftz; else cg_exp): exp
  * for x <= 0 (softmax, cross-entropy, sigmoid's exp(-|x|)), and 2^x for
- * the scan's decay exp(delta A) = 2^((delta log2 e) A) (mathfn.c). */
+ * the scan's decay exp(delta A) = 2^((delta log2 e) A) (mathfn.c);
+ * nonpos: x is known to be <= 0 or NaN (no clamp above). */
 LLVMValueRef cg_exp_nonpos(cg_ctx *c, LLVMValueRef x);
-LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x, bool nonpos);
 LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef y); /* y >= 0 */
 LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x);

@@ -128,7 +128,9 @@ static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits) {
  * process and timed alternately; as accurate, tests/test_codegen.c).
  * 2^k scales by adding k to the exponent field: T (1 + q) is in [0.95,
  * 1.92], so the field, k + 127 (one less below 1: j = 0 and r < 0, which
- * needs k > -127), stays in 0..254 for x clamped to [-127, 127.49]; at 0
+ * needs k > -127), stays in 0..254 for x clamped to [-127, 127.49] (no
+ * upper clamp where x <= 0 is known: at d 8 the forward scan ~9%
+ * faster, in-process A/B); at 0
  * the result is +0 (x = -127 gives j = 0, r = 0, T (1 + q) = 1 exactly)
  * or a denormal that reads as zero under DAZ (the kernel sets FTZ and
  * DAZ), as the true value flushes. NaN stays NaN when bits 3..11 of its
@@ -136,11 +138,11 @@ static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits) {
  * NaN): those bits land in the exponent field. Against exp(delta A) the
  * rounding of delta log2 e adds |x| 2^-24 relative (tests/test_codegen.c
  * measures the whole). Without flushing: cg_exp(x ln 2). */
-LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x) {
+LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x, bool nonpos) {
   static const double Q[] = {5.5496221798e-02, 2.4025762984e-01, 6.9314721426e-01};
   const double magic = 1572864.0; /* 1.5 * 2^20: t's last bit is 1/8 */
   if (!c->ftz) return cg_exp(c, mul(c, x, K(c, 0.693147180559945309)));
-  x = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 127.49)), K(c, 127.49), x);
+  if (!nonpos) x = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 127.49)), K(c, 127.49), x);
   x = sel(c, fcmp(c, LLVMRealOLT, x, K(c, -127.0)), K(c, -127.0), x);
   LLVMValueRef t = add(c, x, K(c, magic));
   LLVMValueRef r = cg_fsub(c, x, cg_fsub(c, t, K(c, magic), 0), 0);

@@ -80,6 +80,29 @@ static void transpose(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t R,
   cg_endfor(c, &li);
 }
 
+/* v >= 0 or NaN by its op (through views): softplus's delta, exp(A_log) */
+static bool nonneg(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  switch (n->op) {
+  case IR_OP_EXP: case IR_OP_SOFTPLUS: case IR_OP_SIGMOID: case IR_OP_RELU: case IR_OP_SQRT:
+    return true;
+  case IR_OP_RESHAPE: case IR_OP_SLICE: case IR_OP_PERMUTE: case IR_OP_EXPAND:
+    return nonneg(f, n->in[0]);
+  default: return false;
+  }
+}
+
+/* v <= 0 or NaN: Mamba's A = -exp(A_log) */
+static bool nonpos(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  switch (n->op) {
+  case IR_OP_NEG: return nonneg(f, n->in[0]);
+  case IR_OP_RESHAPE: case IR_OP_SLICE: case IR_OP_PERMUTE: case IR_OP_EXPAND:
+    return nonpos(f, n->in[0]);
+  default: return false;
+  }
+}
+
 typedef struct {
   int64_t L, E, N;
   LLVMValueRef pu, pd; /* u[t,e] at pu[t*ld + e], delta at pd[t*ld + e] */
@@ -95,6 +118,7 @@ typedef struct {
   LLVMValueRef pG, pdAT, part; /* reverse: carry, dA^T [N,E], sums [2N,VW] */
   LLVMValueRef pdu, pdd; /* reverse: du, ddelta [L,E] */
   LLVMValueRef t;
+  bool nonpos; /* delta A <= 0 known (nonneg, nonpos): no upper clamp */
 } sweep;
 
 /* The decays of step t for the channels at e0, into pa:
@@ -109,7 +133,7 @@ static void decay_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   LLVMValueRef at = w->keep ? cg_mulk(c, w->t, w->B) : cg_i64(c, 0);
   cg_loop ls;
   LLVMValueRef idx = cg_add(c, cg_mulk(c, cg_forn(c, &ls, w->N), w->E), e0);
-  LLVMValueRef a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0));
+  LLVMValueRef a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0), w->nonpos);
   cg_vstore(c, a, w->pa, cg_add(c, at, idx));
   cg_endfor(c, &ls);
 }
@@ -204,6 +228,7 @@ void cg_emit_scan(cg_ctx *c, int v) {
   w.B = cg_scan_block(w.N * w.E);
   w.pu = cg_ptr(c, n->in[0]), w.pd = cg_ptr(c, n->in[1]), w.ld = w.E;
   w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v), w.y_from = q->first_row;
+  w.nonpos = nonneg(c->f, n->in[1]) && nonpos(c->f, n->in[2]);
   w.pAT = c->slot[q->scratch[0]];
   if (q->pair >= 0) { /* keep every state and decay for the scan_bwd */
     w.keep = true;
@@ -356,6 +381,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
     w.pH = c->slot[sq->scratch[1]], w.pa = c->slot[sq->scratch[2]];
   } else {
     w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
+    w.nonpos = ud->op == IR_OP_CONCAT && nonneg(c->f, ud->in[1]) && nonpos(c->f, n->in[1]);
     fwd_sweep(c, &w);
   }
   /* outputs: du [L,E], ddelta [L,E], dA [E,N], dbc [L,2N] */

@@ -1323,16 +1323,22 @@ static void scan_decay(bool flushed) {
       if (e / bound > worst) worst = e / bound, at = x[i];
     }
   }
-  /* NaN stays NaN (x = NaN A); far below the range: 0 */
+  /* NaN stays NaN (x = NaN A); far below the range: 0; far above: at
+   * least 2^127.49 (the flushed form saturates there, cg_exp overflows to
+   * inf), never a wrapped exponent field */
   for (int i = 0; i < W; i++) u[i] = 1, u[W + i] = 0, dl[i] = 1, dl[W + i] = 1, A[i] = -1;
   A[0] = NAN;
   dl[W + 1] = 300, dl[W + 2] = 126.5f / 1.44269504f, dl[W + 3] = 3e38f;
+  for (int i = 4; i <= 6; i++) A[i] = 1;
+  dl[W + 4] = 88.5f, dl[W + 5] = 300, dl[W + 6] = 3e38f;
   const void *lv[] = {u, dl, A, bc};
   void *ov[] = {y};
   assert_int_equal(cg_run(m, lv, ov, arena), 0);
   if (!isnan(y[W])) fail_msg("decay of NaN: %g", (double)y[W]);
   for (int i = 1; i <= 3; i++)
     if (!(fabsf(y[W + i]) <= 2 * FLT_MIN)) fail_msg("exp(%g) = %g", -(double)dl[W + i], (double)y[W + i]);
+  for (int i = 4; i <= 6; i++)
+    if (!(y[W + i] >= 2.3e38f)) fail_msg("exp(%g) = %g", (double)dl[W + i], (double)y[W + i]);
   print_message("scan decay: worst %.2f of the bound (at x = %.9g)%s\n", worst, at,
                 flushed ? ", flushed" : "");
   free(u), free(dl), free(A), free(x), free(y);
