@@ -4,8 +4,9 @@
  * blocks(); a scalar tail when E is not a multiple of 8), states laid out
  * [s][e] so that every step is vertical: y[t,e] accumulates over s in a
  * register, and the reverse pass's sums over s (du, ddelta) too; only
- * dB and dC (sums over e) end in horizontal reductions, per step t eight
- * (t, s) rows at a time (sums8).
+ * dB and dC (sums over e) end in horizontal reductions: per step t their
+ * partial sums, one row of 8 lanes per (t, s) (acc_row), are added up
+ * eight rows at a time (sums8).
  * A is used transposed (A^T [N,E] in scratch).
  *
  * In a training kernel the scan and its scan_bwd meet (plan.c pairs
@@ -22,7 +23,7 @@
 /* Widest vectors, measured (mamba d 64): the forward step has few live
  * values and gains up to 32 lanes; the reverse step has many, and spills
  * past 16. */
-enum { FWD_VW = 32, VW = CG_SCAN_VW };
+enum { FWD_VW = 32, VW = CG_SCAN_VW, PW = CG_SCAN_PART };
 
 typedef void (*block_fn)(cg_ctx *c, LLVMValueRef e0, void *ud);
 
@@ -115,7 +116,7 @@ typedef struct {
   LLVMValueRef py;  /* y [L,E], or NULL */
   int64_t y_from;   /* y is read from this row on (plan.c first_row) */
   LLVMValueRef pdy; /* reverse: dy [L,E], or NULL in steps where it is 0 */
-  LLVMValueRef pG, pdAT, part; /* reverse: carry, dA^T [N,E], sums [2N,VW] */
+  LLVMValueRef pG, pdAT, part; /* reverse: carry, dA^T [N,E], sums [2N,PW] */
   LLVMValueRef pdu, pdd; /* reverse: du, ddelta [L,E] */
   LLVMValueRef t;
   bool nonpos; /* delta A <= 0 known (nonneg, nonpos): no upper clamp */
@@ -247,6 +248,29 @@ void cg_emit_scan(cg_ctx *c, int v) {
   }
 }
 
+/* lanes [8h, 8h + 8) of x */
+static LLVMValueRef half8(cg_ctx *c, LLVMValueRef x, int h) {
+  static const int seq[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return cg_shuffle(c, x, x, seq + 8 * h, 8);
+}
+
+/* part's row at `at` += x y, the lanes of a wider vector added in
+ * groups of PW: one load and store of a row per block of channels (its
+ * 16-lane rows took two, and a halving round at every step's sums; the
+ * reverse scan at d 8 ~20% faster, in-process A/B) */
+static void acc_row(cg_ctx *c, sweep *w, LLVMValueRef at, LLVMValueRef x, LLVMValueRef y) {
+  int vw = c->vw;
+  if (vw <= PW) {
+    cg_vstore(c, fma_(c, x, y, cg_vload(c, w->part, at)), w->part, at);
+    return;
+  }
+  c->vw = PW;
+  LLVMValueRef a = cg_vload(c, w->part, at);
+  for (int h = 0; h < vw / PW; h++) a = fma_(c, half8(c, x, h), half8(c, y, h), a);
+  cg_vstore(c, a, w->part, at);
+  c->vw = vw;
+}
+
 /* Reverse step t for the channels at e0, with dh = dy[t,e] C[t,s] + G:
  *   dC[t,s] += dy h_t          dB[t,s] += dh delta u      (sums over e)
  *   du[t,e] = delta sum_s dh B      ddelta[t,e] = sum_s (dh h_{t-1} a A + dh B u)
@@ -270,13 +294,13 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   LLVMValueRef Bs = bcast(c, w->pbc, cg_add(c, bc, s));
   LLVMValueRef dh = cg_vload(c, w->pG, idx);
   /* partial sums over e: lanes of part[s] (B) and part[N+s] (C) */
-  LLVMValueRef pB = cg_mulk(c, s, VW), pC = cg_mulk(c, cg_addk(c, s, w->N), VW);
+  LLVMValueRef pB = cg_mulk(c, s, PW), pC = cg_mulk(c, cg_addk(c, s, w->N), PW);
   if (g) {
     LLVMValueRef ht = cg_vload(c, w->pH, cg_addk(c, at, st));
     dh = fma_(c, g, bcast(c, w->pbc, cg_add(c, cg_addk(c, bc, w->N), s)), dh);
-    cg_vstore(c, fma_(c, g, ht, cg_vload(c, w->part, pC)), w->part, pC);
+    acc_row(c, w, pC, g, ht);
   }
-  cg_vstore(c, fma_(c, dh, du, cg_vload(c, w->part, pB)), w->part, pB);
+  acc_row(c, w, pB, dh, du);
   LLVMValueRef q = mul(c, mul(c, dh, hprev), a);
   cg_vstore(c, fma_(c, q, d, cg_vload(c, w->pdAT, idx)), w->pdAT, idx);
   LLVMValueRef dhB = mul(c, dh, Bs);
@@ -289,21 +313,16 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   cg_vstore(c, fma_(c, u, get(c, sdu), get(c, sdd)), w->pdd, te);
 }
 
-/* The lane sums of eight vectors of VW lanes, as one vector of 8: each
- * halved to 8 lanes, then three rounds of adding neighbours across pairs
- * (21 shuffles and adds for the 8 sums; one horizontal sum each took
- * about as many per vector, a third of the reverse scan at d 8). */
+/* The lane sums of eight vectors of 8 lanes (rows of part), as one
+ * vector of 8: three rounds of adding neighbours across pairs (21
+ * shuffles and adds for the 8 sums; one horizontal sum each took about
+ * as many per vector, a third of the reverse scan at d 8). */
+_Static_assert(PW == 8, "sums8 takes rows of 8 lanes");
 static LLVMValueRef sums8(cg_ctx *c, LLVMValueRef *v) {
-  static const int lo[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   static const int ev[] = {0, 2, 8, 10, 4, 6, 12, 14}, od[] = {1, 3, 9, 11, 5, 7, 13, 15};
   static const int h0[] = {0, 1, 2, 3, 8, 9, 10, 11}, h1[] = {4, 5, 6, 7, 12, 13, 14, 15};
   LLVMValueRef x[8];
-  for (int i = 0; i < 8; i++) {
-    x[i] = v[i];
-    for (int w = VW; w > 8; w /= 2) /* lanes [0, w/2) + [w/2, w) */
-      x[i] = cg_fadd(c, cg_shuffle(c, x[i], x[i], lo, w / 2),
-                     cg_shuffle(c, x[i], x[i], lo + w / 2, w / 2), 0);
-  }
+  for (int i = 0; i < 8; i++) x[i] = v[i];
   /* x[2j], x[2j+1] -> the pair sums of both, interleaved by 128-bit half */
   for (int n = 8; n > 2; n /= 2)
     for (int j = 0; j < n / 2; j++)
@@ -325,9 +344,9 @@ static void bwd_step(cg_ctx *c, sweep *w, LLVMValueRef pdbc) {
   int64_t K8 = R / 8 * 8;
   if (K8 > 0) {
     LLVMValueRef kb = cg_mulk(c, cg_forn(c, &ls, K8 / 8), 8), v[8];
-    c->vw = VW;
+    c->vw = PW;
     for (int i = 0; i < 8; i++) {
-      LLVMValueRef pk = cg_mulk(c, cg_addk(c, kb, i), VW);
+      LLVMValueRef pk = cg_mulk(c, cg_addk(c, kb, i), PW);
       v[i] = cg_vload(c, w->part, pk);
       cg_vstore(c, vzero(c), w->part, pk);
     }
@@ -338,9 +357,9 @@ static void bwd_step(cg_ctx *c, sweep *w, LLVMValueRef pdbc) {
     cg_endfor(c, &ls);
   }
   if (K8 < R) {
-    c->vw = VW;
+    c->vw = PW;
     LLVMValueRef k = cg_for(c, &ls, cg_i64(c, K8), cg_i64(c, R));
-    LLVMValueRef pk = cg_mulk(c, k, VW);
+    LLVMValueRef pk = cg_mulk(c, k, PW);
     cg_store(c, cg_hsum(c, cg_vload(c, w->part, pk)), pdbc, cg_add(c, row, k));
     cg_vstore(c, vzero(c), w->part, pk);
     cg_endfor(c, &ls);
@@ -388,7 +407,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.pdu = po, w.pdd = cg_gep(c, c->f32, po, cg_i64(c, L * E));
   LLVMValueRef pdA = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E));
   LLVMValueRef pdbc = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E + NE));
-  cg_zero(c, w.pG, 2 * w.B + 2 * N * VW); /* G, dA^T, part (and the gaps) */
+  cg_zero(c, w.pG, 2 * w.B + 2 * N * PW); /* G, dA^T, part (and the gaps) */
   /* dy's rows before z are zeros (a pad: the last layer of a training
    * kernel reads one row): those steps skip its terms */
   const ir_node *dyn = &c->f->nodes[n->in[3]];
