@@ -15,6 +15,7 @@
 #include "cmd_model.h"
 #include "codegen.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,7 +23,7 @@
 static void usage(FILE *out) {
   fputs("usage: recall bench MODEL.lua [--set k=v ...] [--threads N] [--steps N]\n"
         "                    [--warmup N] [--eval-n N] [--no-sweep] [--json]\n"
-        "                    [--profile fwd|bwd [--top N]]\n"
+        "                    [--profile fwd|bwd [--top N] [--ab VAR[=VALUE] [--rounds N]]]\n"
         "Times compilation, the training step (batch from --set batch, 64),\n"
         "evaluation at length 3L and the length sweep (--set sweep_n, 1000).\n"
         "  --threads N   worker threads (default 1)\n"
@@ -32,6 +33,9 @@ static void usage(FILE *out) {
         "  --profile K   instead: cycles per IR node of kernel K (bwd: training,\n"
         "                fwd: forward at L) over one batch, the top 25\n"
         "  --top N       with --profile: the top N nodes (0: all)\n"
+        "  --ab VAR[=V]  with --profile: the kernel compiled with VAR unset and\n"
+        "                set (to V, default 1) in this process, run in turn\n"
+        "                --rounds N times (8); per node the fastest, A and B\n"
         "  --json        one JSON object on stdout (bench/README.md; keys: impl,\n"
         "                model, K, d, L, batch, threads, train_step_ms (wall),\n"
         "                train_step_cpu_ms, train_step_min_ms, sweep_s,\n"
@@ -263,7 +267,12 @@ static void print_json(const cm_run *r, const result *o) {
 
 /* --profile: the training kernel (fwd: the forward kernel at L) compiled
  * with cycle counters, run on one batch; the nodes that took the most
- * time, with their share. */
+ * time, with their share. With --ab VAR[=VALUE]: compiled twice in this
+ * process, VAR unset (A) and set (B, to VALUE or 1), for a change put
+ * behind getenv(VAR) while it is measured; the two run batch by batch in
+ * turn, --rounds times, and each node keeps its fastest batch: on a
+ * shared machine whose speed drifts by 10-30% between runs, this
+ * resolves differences of a few percent that separate runs cannot. */
 typedef struct {
   uint64_t cycles;
   int node;
@@ -274,71 +283,90 @@ static int cmp_hot(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-static int profile(cm_run *r, bool train, int top) {
-  ir_error err;
-  ir_func *g = rt_model_kernel_function(rt_model_function(r->rm), train, &err);
-  cg_options co = {.profile = true};
-  cg_module *cg = g ? cg_compile(g, &co, &err) : NULL;
-  if (!cg) {
-    ir_func_free(g);
-    cli_error("bench", "%s", err.msg);
-    return -1;
-  }
-  int B = r->train.batch, L = r->L, nl = cg_n_leaves(cg);
-  rt_ar_task task = {r->K, r->train.M, r->train.tau, L};
-  int32_t *tok = malloc(sizeof *tok * (size_t)B * (size_t)L);
-  int32_t *lab = malloc(sizeof *lab * (size_t)B), pos = L - 1;
-  const void **lv = calloc((size_t)nl, sizeof *lv);
-  void **ov = calloc((size_t)g->n_outs, sizeof *ov);
-  hot *h = calloc((size_t)g->n_nodes, sizeof *h);
-  if (!tok || !lab || !lv || !ov || !h) abort();
-  rt_ar_batch(r->train.seed, 0, 0, B, &task, tok, lab);
-  float *V = NULL, seed = 1.0f / (float)B;
-  for (int j = 0; j < g->n_outs; j++) {
-    ov[j] = calloc((size_t)ir_numel(&g->nodes[g->outs[j].node].type) + 1, sizeof(float));
-    if (!ov[j]) abort();
-  }
-  void *arena = cg_arena_new(cg);
-  /* per node, the median over examples: robust to preemption, which
-   * charges a whole time slice to whatever node was running */
-  uint64_t *pc = cg_profile(cg), *last = calloc((size_t)g->n_nodes, sizeof *last);
-  double *per = malloc(sizeof *per * (size_t)g->n_nodes * (size_t)B);
-  if (!last || !per) abort();
-  for (int b = 0; b < B; b++) {
-    for (int i = 0; i < nl; i++) {
-      const ir_node *n = &g->nodes[cg_leaf_node(cg, i)];
-      if (n->op == IR_OP_PARAM) {
-        lv[i] = rt_model_param_data(r->rm, n->name);
-      } else if (n->op == IR_OP_CONST && !n->data) { /* embedding.weight */
-        if (!V) {
-          V = malloc(sizeof *V * (size_t)ir_numel(&n->type));
-          if (!V) abort();
-          rt_embedding_V(n->type.dim[0], n->type.dim[1], V);
-        }
-        lv[i] = V;
-      } else if (n->op == IR_OP_INPUT) {
-        lv[i] = !strcmp(n->name, "tokens") ? (const void *)(tok + (size_t)b * (size_t)L)
-                : !strcmp(n->name, "pos")   ? (const void *)&pos
-                : !strcmp(n->name, "label") ? (const void *)&lab[b]
-                                            : (const void *)&seed;
+typedef struct { /* one compiled variant of the kernel and its buffers */
+  cg_module *cg;
+  void *arena;
+  void **ov;
+  const void **lv;
+  uint64_t *last;
+} variant;
+
+typedef struct { /* the batch every variant runs */
+  const ir_func *g;
+  cm_run *r;
+  int B, L;
+  int32_t *tok, *lab, pos;
+  float *V, seed;
+  double *per; /* [node][example] */
+} batch;
+
+/* v's leaves for example b */
+static void set_leaves(batch *t, variant *v, int b) {
+  for (int i = 0; i < cg_n_leaves(v->cg); i++) {
+    const ir_node *n = &t->g->nodes[cg_leaf_node(v->cg, i)];
+    if (n->op == IR_OP_PARAM) {
+      v->lv[i] = rt_model_param_data(t->r->rm, n->name);
+    } else if (n->op == IR_OP_CONST && !n->data) { /* embedding.weight */
+      if (!t->V) {
+        t->V = malloc(sizeof *t->V * (size_t)ir_numel(&n->type));
+        if (!t->V) abort();
+        rt_embedding_V(n->type.dim[0], n->type.dim[1], t->V);
       }
-    }
-    cg_run(cg, lv, ov, arena);
-    for (int v = 0; v < g->n_nodes; v++) {
-      per[(size_t)v * (size_t)B + (size_t)b] = (double)(pc[v] - last[v]);
-      last[v] = pc[v];
+      v->lv[i] = t->V;
+    } else if (n->op == IR_OP_INPUT) {
+      v->lv[i] = !strcmp(n->name, "tokens") ? (const void *)(t->tok + (size_t)b * (size_t)t->L)
+                 : !strcmp(n->name, "pos")   ? (const void *)&t->pos
+                 : !strcmp(n->name, "label") ? (const void *)&t->lab[b]
+                                             : (const void *)&t->seed;
     }
   }
-  uint64_t total = 0;
-  for (int v = 0; v < g->n_nodes; v++) {
-    uint64_t med = (uint64_t)(median(per + (size_t)v * (size_t)B, B) * B);
-    h[v] = (hot){med, v}, total += med;
+}
+
+/* The batch through v; med[node] = its median cycles per example (robust
+ * to preemption, which charges a whole time slice to one node). */
+static void run_profiled(batch *t, variant *v, double *med) {
+  const ir_func *g = t->g;
+  uint64_t *pc = cg_profile(v->cg);
+  for (int b = 0; b < t->B; b++) {
+    set_leaves(t, v, b);
+    cg_run(v->cg, v->lv, v->ov, v->arena);
+    for (int n = 0; n < g->n_nodes; n++) {
+      t->per[(size_t)n * (size_t)t->B + (size_t)b] = (double)(pc[n] - v->last[n]);
+      v->last[n] = pc[n];
+    }
   }
-  free(last), free(per);
-  qsort(h, (size_t)g->n_nodes, sizeof *h, cmp_hot);
-  printf("profile of the %s kernel: %d examples, %.3g cycles each (medians; %d IR nodes, %.3g FLOP)\n",
-         train ? "training" : "forward", B, (double)total / B, g->n_nodes, cg_flops(g));
-  /* per op, over every node */
+  for (int n = 0; n < g->n_nodes; n++) med[n] = median(t->per + (size_t)n * (size_t)t->B, t->B);
+}
+
+static int variant_new(variant *v, const ir_func *g, ir_error *err) {
+  cg_options co = {.profile = true};
+  if (!(v->cg = cg_compile(g, &co, err))) return -1;
+  v->arena = cg_arena_new(v->cg);
+  v->lv = calloc((size_t)cg_n_leaves(v->cg) + 1, sizeof *v->lv);
+  v->ov = calloc((size_t)g->n_outs + 1, sizeof *v->ov);
+  v->last = calloc((size_t)g->n_nodes, sizeof *v->last);
+  if (!v->lv || !v->ov || !v->last) abort();
+  for (int j = 0; j < g->n_outs; j++) {
+    v->ov[j] = calloc((size_t)ir_numel(&g->nodes[g->outs[j].node].type) + 1, sizeof(float));
+    if (!v->ov[j]) abort();
+  }
+  return 0;
+}
+
+static void variant_free(variant *v, const ir_func *g) {
+  if (!v->cg) return;
+  for (int j = 0; j < g->n_outs; j++) free(v->ov[j]);
+  free(v->ov), free(v->lv), free(v->last), free(v->arena);
+  cg_free(v->cg);
+}
+
+/* Sets or unsets var (value NULL) */
+static void set_env(const char *var, const char *value) {
+  if (value) setenv(var, value, 1);
+  else unsetenv(var);
+}
+
+static void print_by_op(const ir_func *g, const hot *h, uint64_t total) {
   double by_op[IR_OP_COUNT] = {0};
   for (int i = 0; i < g->n_nodes; i++) by_op[g->nodes[h[i].node].op] += (double)h[i].cycles;
   printf("  by op:");
@@ -351,18 +379,104 @@ static int profile(cm_run *r, bool train, int top) {
     by_op[best] = 0;
   }
   printf("\n");
+}
+
+static int profile(cm_run *r, bool train, int top, const char *ab, int rounds) {
+  ir_error err;
+  ir_func *g = rt_model_kernel_function(rt_model_function(r->rm), train, &err);
+  if (!g) {
+    cli_error("bench", "%s", err.msg);
+    return -1;
+  }
+  /* --ab VAR[=VALUE] */
+  char var[128] = "", *old = NULL;
+  const char *value = "1";
+  int nv = ab ? 2 : 1, status = -1;
+  if (ab) {
+    const char *eq = strchr(ab, '=');
+    size_t n = eq ? (size_t)(eq - ab) : strlen(ab);
+    if (n == 0 || n >= sizeof var) {
+      cli_error("bench", "--ab takes VAR or VAR=VALUE, got '%s'", ab);
+      ir_func_free(g);
+      return -1;
+    }
+    memcpy(var, ab, n);
+    if (eq) value = eq + 1;
+    if (getenv(var)) old = strdup(getenv(var));
+  } else {
+    rounds = 1;
+  }
+  variant v[2] = {{0}};
+  batch t = {.g = g, .r = r, .B = r->train.batch, .L = r->L, .pos = r->L - 1,
+             .seed = 1.0f / (float)r->train.batch};
+  double *med = malloc(sizeof *med * (size_t)g->n_nodes);
+  double *best = malloc(sizeof *best * 2 * (size_t)g->n_nodes);
+  t.tok = malloc(sizeof *t.tok * (size_t)t.B * (size_t)t.L);
+  t.lab = malloc(sizeof *t.lab * (size_t)t.B);
+  t.per = malloc(sizeof *t.per * (size_t)g->n_nodes * (size_t)t.B);
+  hot *h = calloc((size_t)g->n_nodes, sizeof *h);
+  if (!med || !best || !t.tok || !t.lab || !t.per || !h) abort();
+  for (int k = 0; k < nv; k++) {
+    if (ab) set_env(var, k ? value : NULL);
+    int rc = variant_new(&v[k], g, &err);
+    if (ab) set_env(var, old);
+    if (rc < 0) {
+      cli_error("bench", "%s", err.msg);
+      goto done;
+    }
+  }
+  rt_ar_task task = {r->K, r->train.M, r->train.tau, t.L};
+  rt_ar_batch(r->train.seed, 0, 0, t.B, &task, t.tok, t.lab);
+  for (int i = 0; i < 2 * g->n_nodes; i++) best[i] = INFINITY;
+  for (int round = 0; round < rounds; round++)
+    for (int k = 0; k < nv; k++) {
+      run_profiled(&t, &v[k], med);
+      for (int n = 0; n < g->n_nodes; n++)
+        if (med[n] < best[k * g->n_nodes + n]) best[k * g->n_nodes + n] = med[n];
+    }
+  uint64_t total[2] = {0, 0};
+  for (int k = 0; k < nv; k++)
+    for (int n = 0; n < g->n_nodes; n++) total[k] += (uint64_t)best[k * g->n_nodes + n];
+  for (int n = 0; n < g->n_nodes; n++) h[n] = (hot){(uint64_t)best[n], n};
+  qsort(h, (size_t)g->n_nodes, sizeof *h, cmp_hot);
+  const char *kname = train ? "training" : "forward";
+  if (!ab) {
+    printf("profile of the %s kernel: %d examples, %.3g cycles each (medians; %d IR nodes, %.3g FLOP)\n",
+           kname, t.B, (double)total[0], g->n_nodes, cg_flops(g));
+  } else {
+    /* the last example's outputs: does the change alter results? */
+    double diff = 0;
+    for (int j = 0; j < g->n_outs; j++) {
+      const float *a = v[0].ov[j], *b = v[1].ov[j];
+      for (int64_t i = 0; i < ir_numel(&g->nodes[g->outs[j].node].type); i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (e > diff || isnan(e)) diff = e;
+      }
+    }
+    printf("A/B of the %s kernel, %s unset (A) and %s=%s (B), one process: %d rounds of %d\n"
+           "examples in turn, per node its fastest round's median; cycles per example:\n"
+           "A %.4g, B %.4g (%+.1f%%); outputs differ by at most %.3g\n",
+           kname, var, var, value, rounds, t.B, (double)total[0], (double)total[1],
+           100.0 * ((double)total[1] / (double)(total[0] ? total[0] : 1) - 1), diff);
+  }
+  print_by_op(g, h, total[0]);
   for (int i = 0; i < (top ? top : g->n_nodes) && i < g->n_nodes && h[i].cycles; i++) {
-    printf("  %5.1f%%  %9.0f cyc  ", 100.0 * (double)h[i].cycles / (double)(total ? total : 1),
-           (double)h[i].cycles / B);
-    ir_print_node(stdout, g, h[i].node);
+    int n = h[i].node;
+    if (ab)
+      printf("  %9.0f %9.0f %+6.1f%%  ", best[n], best[g->n_nodes + n],
+             100.0 * (best[g->n_nodes + n] / (best[n] > 0 ? best[n] : 1) - 1));
+    else
+      printf("  %5.1f%%  %9.0f cyc  ", 100.0 * (double)h[i].cycles / (double)(total[0] ? total[0] : 1),
+             (double)h[i].cycles);
+    ir_print_node(stdout, g, n);
     putchar('\n');
   }
-  free(arena);
-  for (int j = 0; j < g->n_outs; j++) free(ov[j]);
-  free(V), free(tok), free(lab), free(lv), free(ov), free(h);
-  cg_free(cg);
+  status = 0;
+done:
+  for (int k = 0; k < nv; k++) variant_free(&v[k], g);
+  free(old), free(med), free(best), free(t.tok), free(t.lab), free(t.per), free(t.V), free(h);
   ir_func_free(g);
-  return 0;
+  return status;
 }
 
 static int parse_count(const char *flag, const char *s, int lo, int *out) {
@@ -377,8 +491,8 @@ static int parse_count(const char *flag, const char *s, int lo, int *out) {
 }
 
 int cmd_bench(int argc, char **argv) {
-  const char *spec = NULL, *prof = NULL;
-  int threads = 1, steps = 30, warmup = 5, eval_n = 512, top = 25, status = 2;
+  const char *spec = NULL, *prof = NULL, *ab = NULL;
+  int threads = 1, steps = 30, warmup = 5, eval_n = 512, top = 25, rounds = 8, status = 2;
   bool json = false, sweep = true;
   cli_settings set = {0};
   for (int i = 1; i < argc; i++) {
@@ -406,6 +520,10 @@ int cmd_bench(int argc, char **argv) {
       }
     } else if (!strcmp(a, "--top") && i + 1 < argc) {
       if (parse_count(a, argv[++i], 0, &top) < 0) goto out;
+    } else if (!strcmp(a, "--ab") && i + 1 < argc) {
+      ab = argv[++i];
+    } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
+      if (parse_count(a, argv[++i], 1, &rounds) < 0) goto out;
     } else if (!strcmp(a, "--no-sweep")) {
       sweep = false;
     } else {
@@ -420,6 +538,10 @@ int cmd_bench(int argc, char **argv) {
     usage(stderr);
     goto out;
   }
+  if (ab && !prof) {
+    cli_error("bench", "--ab needs --profile fwd|bwd");
+    goto out;
+  }
   status = 1;
   cm_run r;
   if (cm_setup(&r, "bench", spec, set.keys, set.values, set.n) < 0) goto done;
@@ -430,7 +552,7 @@ int cmd_bench(int argc, char **argv) {
   const char *pe = fe_config_str(r.fm, "pe", NULL);
   snprintf(o.label, sizeof o.label, "%s%s%s", r.model, pe ? "-" : "", pe ? pe : "");
   if (prof) {
-    if (cm_model(&r, RT_BACKEND_JIT, 1, true) == 0 && profile(&r, !strcmp(prof, "bwd"), top) == 0)
+    if (cm_model(&r, RT_BACKEND_JIT, 1, true) == 0 && profile(&r, !strcmp(prof, "bwd"), top, ab, rounds) == 0)
       status = 0;
     goto done;
   }

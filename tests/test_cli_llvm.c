@@ -181,6 +181,30 @@ static void bench_profile_top(void **state) {
   free(out);
 }
 
+/* --ab: two compiles of the kernel in one process, VAR unset and set (a
+ * variable nothing reads gives equal outputs, RECALL_PASSES reaches B's
+ * compile); --ab wants --profile */
+static void bench_profile_ab(void **state) {
+  (void)state;
+  char *out;
+  assert_int_equal(run(&out, "bench specs/models/mamba.lua --set L=8 --profile bwd --top 3 "
+                             "--ab RECALL_TEST_UNREAD=7 --rounds 2", false), 0);
+  assert_non_null(strstr(out, "A/B of the training kernel, RECALL_TEST_UNREAD unset (A) and "
+                              "RECALL_TEST_UNREAD=7 (B), one process: 2 rounds"));
+  assert_non_null(strstr(out, "outputs differ by at most 0\n"));
+  assert_int_equal(count(out, "%  %"), 3);
+  free(out);
+  /* B is compiled with the variable set: a pipeline that does not parse */
+  assert_int_equal(run(&out, "bench specs/models/mamba.lua --set L=8 --profile fwd "
+                             "--ab RECALL_PASSES=no-such-pass", true), 1);
+  assert_non_null(strstr(out, "running passes"));
+  free(out);
+  assert_int_equal(run(&out, "bench specs/models/mamba.lua --set L=8 --ab X", false), 2);
+  free(out);
+  assert_int_equal(run(&out, "bench specs/models/mamba.lua --set L=8 --profile fwd --ab =1", false), 1);
+  free(out);
+}
+
 /* ---- cg_flops against hand counts ---- */
 
 static ir_error E;
@@ -233,6 +257,7 @@ int main(void) {
       cmocka_unit_test(llvm_usage_errors),
       cmocka_unit_test(bench_json),
       cmocka_unit_test(bench_profile_top),
+      cmocka_unit_test(bench_profile_ab),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
