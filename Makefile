@@ -82,8 +82,10 @@ run: build
 	./$(BUILD)/recall run specs/experiments/study.lua -o runs/study -j 2 --resume
 
 # PyTorch side of the benchmark (bench/README.md): Debian's CPU PyTorch 1.13.
-# OpenBLAS, since PyTorch on the reference libblas is several times slower.
-BENCH_PACKAGES := python3-torch python3-numpy libopenblas0-openmp
+# OpenBLAS, since PyTorch on the reference libblas is several times slower;
+# tcmalloc, which bench/compare preloads (PyTorch at its best, as the
+# targets' anchor was measured: a d 8 Mamba step ~30% faster than on glibc).
+BENCH_PACKAGES := python3-torch python3-numpy libopenblas0-openmp libtcmalloc-minimal4
 
 .PHONY: setup-bench
 setup-bench:
