@@ -102,9 +102,10 @@ int cmd_llvm(int argc, char **argv) {
     if (m) {
       const cg_stats *st = cg_module_stats(m);
       fprintf(stderr, "recall llvm: JIT for this machine: lower %.1f ms, opt %.1f ms, "
-              "machine code %.1f ms; %d loops, %d buffers (%d fused), arena %zu bytes in %d slots\n",
-              st->lower_ms, st->opt_ms, st->jit_ms, st->n_loops_emitted, st->n_materialised,
-              st->n_fused, st->arena_bytes, st->n_slots);
+              "machine code %.1f ms; %d functions, %d loops, %d buffers (%d fused), arena %zu "
+              "bytes in %d slots\n",
+              st->lower_ms, st->opt_ms, st->jit_ms, st->n_functions, st->n_loops_emitted,
+              st->n_materialised, st->n_fused, st->arena_bytes, st->n_slots);
       cg_free(m);
     }
   }

@@ -115,7 +115,7 @@ typedef struct {
  * the cycles it took. */
 int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
-             int *n_loops, ir_error *err);
+             int *n_loops, int *n_fns, ir_error *err);
 
 /* constants and types */
 LLVMValueRef cg_i64(cg_ctx *c, int64_t v);

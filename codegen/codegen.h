@@ -112,7 +112,8 @@ typedef struct {
 
 typedef struct {
   double lower_ms, opt_ms, jit_ms; /* IR -> LLVM IR, passes, machine code */
-  int n_loops_emitted;             /* loops, before optimisation */
+  int n_loops_emitted;             /* loops, before optimisation (twins once) */
+  int n_functions;                 /* node functions compiled: twins share one */
   int n_materialised;              /* nodes with their own buffer */
   int n_fused;                     /* nodes computed inside another's loop */
   int n_placed;                    /* materialised in place, in a concat */

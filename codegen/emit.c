@@ -426,19 +426,15 @@ static void begin_body(cg_ctx *c, LLVMValueRef fn) {
   c->oob = cg_alloca(c, c->i32, cg_i32c(c, 0));
 }
 
-/* The index in c->fns of fn, or of an earlier node function with the
- * same text (parameters, attributes, body): then fn is deleted. Layers
- * of a model repeat, and the backward repeats the forward's shapes: half
- * the functions or more are twins, and LLVM's time goes by the function.
- * Texts compare across units (the name, before '(', is left out). */
-static int dedup(cg_ctx *c, LLVMValueRef fn) {
+/* The text of a node function, the key by which twins are found: from
+ * its parameters on (the name, before '(', is left out), without
+ * attribute group references (" #3", numbered per module). */
+static char *fn_key(LLVMValueRef fn) {
   char *text = LLVMPrintValueToString(fn);
-  char *key = strchr(text, '(');
+  const char *key = strchr(text, '(');
   key = key ? key : text;
-  /* drop attribute group references (" #3"): numbered per module, so
-   * they differ between units (the groups are the same: nounwind
-   * noinline on every node function, none on calls) */
-  char *o = key;
+  char *out = malloc(strlen(key) + 1), *o = out;
+  if (!out) abort();
   for (const char *i = key; *i;) {
     if (i[0] == ' ' && i[1] == '#' && i[2] >= '0' && i[2] <= '9') {
       for (i += 2; *i >= '0' && *i <= '9'; i++) continue;
@@ -447,12 +443,20 @@ static int dedup(cg_ctx *c, LLVMValueRef fn) {
     *o++ = *i++;
   }
   *o = 0;
+  LLVMDisposeMessage(text);
+  return out;
+}
+
+/* The index in c->fns of the node function with text key, or -1. Layers
+ * of a model repeat, and the backward repeats the forward's shapes: half
+ * the functions or more are twins, and LLVM's time goes by the function. */
+static int find_twin(const cg_ctx *c, const char *key) {
   for (int i = 0; i < c->n_fns; i++)
-    if (!strcmp(c->fn_text[i], key)) {
-      LLVMDisposeMessage(text);
-      LLVMDeleteFunction(fn);
-      return i;
-    }
+    if (!strcmp(c->fn_text[i], key)) return i;
+  return -1;
+}
+
+static int add_fn(cg_ctx *c, LLVMValueRef fn, char *key) {
   if (c->n_fns == c->cap_fns) {
     c->cap_fns = c->cap_fns ? 2 * c->cap_fns : 64;
     c->fns = realloc(c->fns, sizeof *c->fns * (size_t)c->cap_fns);
@@ -462,9 +466,8 @@ static int dedup(cg_ctx *c, LLVMValueRef fn) {
   }
   c->fns[c->n_fns] = fn;
   c->fn_unit[c->n_fns] = c->unit;
-  c->fn_text[c->n_fns] = strdup(key);
+  c->fn_text[c->n_fns] = key;
   c->unit_load[c->unit] += (int64_t)strlen(key);
-  LLVMDisposeMessage(text);
   return c->n_fns++;
 }
 
@@ -490,13 +493,35 @@ static int lightest_unit(const cg_ctx *c) {
   return best;
 }
 
+/* Node v's code as function fn of the given parameters: c->leaf[used[j]]
+ * is parameter j, the rest NULL (all: the pointers of every buffer). */
+static void node_body(cg_ctx *c, LLVMValueRef fn, int v, const int *used, int k, int np,
+                      bool noalias) {
+  for (int i = 0; i < np; i++) c->leaf[i] = NULL;
+  for (int j = 0; j < k; j++) {
+    c->leaf[used ? used[j] : j] = LLVMGetParam(fn, (unsigned)j);
+    if (noalias) { /* noalias only: the same text for twins */
+      add_attr(c, fn, (unsigned)j + 1, "noalias", 0);
+      add_attr(c, fn, (unsigned)j + 1, "nocapture", 0);
+    }
+  }
+  begin_body(c, fn);
+  emit_node(c, v);
+  LLVMBuildRet(c->B, LLVMBuildLoad2(c->B, c->i32, c->oob, ""));
+}
+
 /* Node v as a function of its own, called from the inner kernel: LLVM's
  * passes and register allocator then work on many small functions
  * instead of one with hundreds of loops and pointers live across all of
  * them, which cost superlinear time (and spills). The function takes
  * just the buffers v's code uses, found by emitting it once into a
  * throw-away function with all of them; it returns its out-of-range
- * count. noinline keeps it apart. */
+ * count. noinline keeps it apart. Both that probe and the text by which
+ * twins are found (fn_key) are built in a scratch module of their own:
+ * printing a function costs more the bigger its module, and loop
+ * metadata, numbered per module, made twins' texts differ (the second
+ * Mamba layer's silu, softplus and exp were compiled twice); only a
+ * function without a twin is emitted into the unit's module. */
 static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   const cg_plan *p = c->p;
   int np = p->n_leaves + c->f->n_outs + p->n_slots;
@@ -511,37 +536,41 @@ static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   use_unit(c, lightest_unit(c));
   for (int i = 0; i < np; i++) pt[i] = c->ptr;
 
-  LLVMValueRef tmp = LLVMAddFunction(c->M, "recall.probe",
-                                     LLVMFunctionType(c->i32, pt, (unsigned)np, 0));
-  for (int i = 0; i < np; i++) c->leaf[i] = LLVMGetParam(tmp, (unsigned)i);
+  LLVMModuleRef unit_M = c->M;
+  c->M = LLVMModuleCreateWithNameInContext("recall.scratch", c->C);
+  LLVMValueRef probe = LLVMAddFunction(c->M, "recall.probe",
+                                       LLVMFunctionType(c->i32, pt, (unsigned)np, 0));
   int loops = c->n_loops;
-  begin_body(c, tmp);
-  emit_node(c, v);
-  LLVMBuildRet(c->B, cg_i32c(c, 0));
+  node_body(c, probe, v, NULL, np, np, false);
   c->n_loops = loops;
   int k = 0;
   for (int i = 0; i < np; i++)
-    if (LLVMGetFirstUse(LLVMGetParam(tmp, (unsigned)i))) used[k++] = i;
-  LLVMDeleteFunction(tmp);
+    if (LLVMGetFirstUse(LLVMGetParam(probe, (unsigned)i))) used[k++] = i;
+  LLVMTypeRef fty = LLVMFunctionType(c->i32, pt, (unsigned)k, 0);
+  LLVMValueRef cand = LLVMAddFunction(c->M, "recall.node", fty);
+  add_attr(c, cand, LLVMAttributeFunctionIndex, "nounwind", 0);
+  add_attr(c, cand, LLVMAttributeFunctionIndex, "noinline", 0);
+  node_body(c, cand, v, used, k, np, true);
+  c->n_loops = loops;
+  char *key = fn_key(cand);
+  LLVMDisposeModule(c->M);
+  c->M = unit_M;
 
-  char buf[300];
-  snprintf(buf, sizeof buf, "%s.n%d", name, v);
-  LLVMValueRef fn = LLVMAddFunction(c->M, buf, LLVMFunctionType(c->i32, pt, (unsigned)k, 0));
-  if (c->n_units == 1) LLVMSetLinkage(fn, LLVMInternalLinkage);
-  add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
-  add_attr(c, fn, LLVMAttributeFunctionIndex, "noinline", 0);
-  for (int i = 0; i < np; i++) c->leaf[i] = NULL;
-  for (int j = 0; j < k; j++) { /* noalias only: the same text for twins */
-    c->leaf[used[j]] = LLVMGetParam(fn, (unsigned)j);
-    add_attr(c, fn, (unsigned)j + 1, "noalias", 0);
-    add_attr(c, fn, (unsigned)j + 1, "nocapture", 0);
-    args[j] = all[used[j]];
+  int i = find_twin(c, key);
+  if (i >= 0) {
+    free(key);
+  } else {
+    char buf[300];
+    snprintf(buf, sizeof buf, "%s.n%d", name, v);
+    LLVMValueRef fn = LLVMAddFunction(c->M, buf, fty);
+    if (c->n_units == 1) LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+    add_attr(c, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+    node_body(c, fn, v, used, k, np, true);
+    i = add_fn(c, fn, key);
   }
-  begin_body(c, fn);
-  emit_node(c, v);
-  LLVMBuildRet(c->B, LLVMBuildLoad2(c->B, c->i32, c->oob, ""));
-  int i = dedup(c, fn);
-  fn = c->fns[i];
+  for (int j = 0; j < k; j++) args[j] = all[used[j]];
+  LLVMValueRef fn = c->fns[i];
 
   use_unit(c, 0);
   if (c->fn_unit[i] != 0) { /* declared in unit 0, linked by the JIT */
@@ -628,7 +657,7 @@ static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
 
 int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
-             int *n_loops, ir_error *err) {
+             int *n_loops, int *n_fns, ir_error *err) {
   cg_ctx c = {.f = f, .p = p, .ftz = ftz, .units = units, .n_units = n_units};
   c.builders = malloc(sizeof *c.builders * (size_t)n_units);
   c.unit_load = calloc((size_t)n_units, sizeof *c.unit_load);
@@ -679,6 +708,7 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
   make_outer(&c, name, c.fn, ftz);
 
   *n_loops = c.n_loops;
+  *n_fns = c.n_fns;
   for (int i = 0; i < c.n_fns; i++) free(c.fn_text[i]);
   free(c.fns);
   free(c.fn_text);

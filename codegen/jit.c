@@ -167,15 +167,16 @@ static int build(const ir_func *f, const cg_options *opt, int n,
     LLVMSetTarget(units[u].M, triple);
     LLVMSetModuleDataLayout(units[u].M, dl);
   }
-  int loops = 0;
+  int loops = 0, fns = 0;
   if (cg_lower(f, plan, n, units, name, opt && opt->profile,
-               !(opt && opt->denormals), &loops, err)) {
+               !(opt && opt->denormals), &loops, &fns, err)) {
     for (int u = 0; u < n; u++) LLVMDisposeModule(units[u].M);
     cg_plan_free(plan);
     return -1;
   }
   if (st) {
     st->n_loops_emitted = loops;
+    st->n_functions = fns;
     st->n_materialised = plan->n_mat;
     st->n_fused = plan->n_fused;
     st->n_placed = plan->n_placed;

@@ -808,6 +808,27 @@ static void fusion_corners(void **state) {
   ir_func_free(f);
 }
 
+/* Nodes whose code is the same (the same op on buffers of the same
+ * shapes) share one compiled function, loops and their metadata and all;
+ * a different shape gets its own. */
+static void twins_share_a_function(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int a = input(f, "wide_a", F(24, 16)), b = input(f, "wide_b", F(24, 16));
+  int c = input(f, "wide_c", F(8, 16));
+  out(f, "ya", un(f, IR_OP_SILU, a));
+  out(f, "yb", un(f, IR_OP_SILU, b));
+  out(f, "yc", un(f, IR_OP_SILU, c));
+  run_compare(f, 0, true, "twins", TOL_APPROX);
+  cg_module *m = cg_compile(f, NULL, &E);
+  assert_non_null(m);
+  const cg_stats *st = cg_module_stats(m);
+  print_message("twins: %d functions for 3 nodes\n", st->n_functions);
+  assert_int_equal(st->n_functions, 2);
+  cg_free(m);
+  ir_func_free(f);
+}
+
 /* A chain of matmuls: the arena must reuse slots. */
 static void arena_reuses_slots(void **state) {
   (void)state;
@@ -1681,6 +1702,7 @@ int main(void) {
       cmocka_unit_test(every_op_matches_interp),
       cmocka_unit_test(fused_chain_matches),
       cmocka_unit_test(fusion_corners),
+      cmocka_unit_test(twins_share_a_function),
       cmocka_unit_test(arena_reuses_slots),
       cmocka_unit_test(concat_in_place),
       cmocka_unit_test(scan_partial_rows),
