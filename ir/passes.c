@@ -91,13 +91,15 @@ static bool func_same(const ir_func *a, const ir_func *b) {
 
 /* ---- the rewrite engine ---- */
 
-/* A node not yet added: exactly what ir_add takes. */
+/* A node not yet added: exactly what ir_add takes; from: 1 + the id in
+ * the function being rebuilt of the node it rebuilds (0: a rule's helper). */
 typedef struct {
   ir_op op;
   int n_in;
   int in[IR_MAX_INPUTS];
   ir_attrs attr;
   ir_type type;
+  int from;
 } cand;
 
 /* A rule returns an existing node id that replaces the candidate, or: */
@@ -117,6 +119,8 @@ typedef struct {
 struct rw {
   const char *pass;
   const ir_func *f;
+  int *uses;          /* per node of f: its users, outputs counted */
+  bool *matmul_users; /* per node of f: every user is a matmul */
   ir_func *g;
   const rule *rules;
   int n_rules;
@@ -243,6 +247,7 @@ static ir_func *fail(rw *c, int id, int *map) {
   snprintf(m, sizeof m, "%s", c->err->msg);
   ir_err(c->err, "%s: %%%d: %.400s", c->pass, id, m);
   free(map);
+  free(c->uses), free(c->matmul_users);
   free(c->tab);
   ir_func_free(c->g);
   return NULL;
@@ -255,6 +260,21 @@ static ir_func *rebuild(rw *c, const ir_func *f, const bool *keep) {
   if (!c->err) c->err = &local;
   c->f = f;
   c->g = ir_func_new();
+  c->uses = xrealloc(NULL, sizeof *c->uses * ((size_t)f->n_nodes + 1));
+  c->matmul_users = xrealloc(NULL, sizeof *c->matmul_users * ((size_t)f->n_nodes + 1));
+  for (int id = 0; id < f->n_nodes; id++) c->uses[id] = 0, c->matmul_users[id] = true;
+  for (int id = 0; id < f->n_nodes; id++)
+    for (int k = 0; k < f->nodes[id].n_in && k < IR_MAX_INPUTS; k++) {
+      int x = f->nodes[id].in[k];
+      if (x < 0 || x >= f->n_nodes) continue;
+      c->uses[x]++;
+      if (f->nodes[id].op != IR_OP_MATMUL) c->matmul_users[x] = false;
+    }
+  for (int i = 0; i < f->n_outs; i++)
+    if (f->outs[i].node >= 0 && f->outs[i].node < f->n_nodes) {
+      c->uses[f->outs[i].node]++;
+      c->matmul_users[f->outs[i].node] = false;
+    }
   int *map = xrealloc(NULL, sizeof *map * (size_t)f->n_nodes);
   for (int id = 0; id < f->n_nodes; id++) {
     const ir_node *o = &f->nodes[id];
@@ -265,7 +285,7 @@ static ir_func *rebuild(rw *c, const ir_func *f, const bool *keep) {
       continue;
     }
     if (keep && !keep[id]) continue;
-    cand n = {.op = o->op, .n_in = o->n_in, .attr = o->attr, .type = o->type};
+    cand n = {.op = o->op, .n_in = o->n_in, .attr = o->attr, .type = o->type, .from = id + 1};
     if (o->n_in < 0 || o->n_in > IR_MAX_INPUTS) {
       ir_err(c->err, "%s: bad input count %d", ir_op_name(o->op), o->n_in);
       return fail(c, id, map);
@@ -300,6 +320,7 @@ static ir_func *rebuild(rw *c, const ir_func *f, const bool *keep) {
       return fail(c, x, map);
   }
   free(map);
+  free(c->uses), free(c->matmul_users);
   free(c->tab);
   c->tab = NULL;
   return c->g;
@@ -696,6 +717,89 @@ static int rule_add_pads(rw *c, cand *n) {
   return RW_REWROTE;
 }
 
+/* The constant of a scaling by a uniform fill, x / v or x * v (either
+ * side): false if n is none; else the input index of x in *k. */
+static bool scaling(const rw *c, const cand *n, int *k, double *v) {
+  if (n->op != IR_OP_DIV && n->op != IR_OP_MUL) return false;
+  for (int j = 0; j < 2; j++) {
+    const ir_node *q = at(c, n->in[j]);
+    if (q->op != IR_OP_FILL || !isfinite(q->attr.value) || q->attr.value == 0) continue;
+    if (j == 0 && n->op == IR_OP_DIV) continue; /* v / x is no scaling */
+    if (!ir_type_eq(&at(c, n->in[!j])->type, &n->type)) continue;
+    *k = !j;
+    *v = q->attr.value;
+    return true;
+  }
+  return false;
+}
+
+/* op(x, fill v) of x's own type, op the scaling's (div or mul) */
+static int scaled(rw *c, ir_op op, int x, double v) {
+  cand fill = {.op = IR_OP_FILL, .attr = {.value = v}, .type = at(c, x)->type};
+  int fid = emit(c, &fill);
+  if (fid < 0) return fid;
+  cand m = {.op = op, .n_in = 2, .in = {x, fid}, .type = at(c, x)->type};
+  return emit(c, &m);
+}
+
+/* The node of f that n rebuilds, if n still has its op and inputs' order
+ * (no earlier rule rewrote it), else NULL. */
+static const ir_node *source(const rw *c, const cand *n) {
+  if (!n->from) return NULL;
+  const ir_node *o = &c->f->nodes[n->from - 1];
+  return o->op == n->op && o->n_in == n->n_in ? o : NULL;
+}
+
+/* scale(matmul(a, b)) -> matmul(scale(a), b) (or b), when the operand is
+ * smaller than the product and the product has no other user: attention's
+ * scores / sqrt(d) scale q [L, d] instead of the scores [L, L] (the same
+ * value up to rounding). */
+static int rule_scale_operand(rw *c, cand *n) {
+  int k;
+  double v;
+  const ir_node *o = source(c, n);
+  if (!o || !scaling(c, n, &k, &v)) return RW_NONE;
+  const ir_node *mm = at(c, n->in[k]);
+  if (mm->op != IR_OP_MATMUL || c->uses[o->in[k]] != 1) return RW_NONE;
+  int64_t na = ir_numel(&at(c, mm->in[0])->type), nb = ir_numel(&at(c, mm->in[1])->type);
+  int side = nb < na ? 1 : 0;
+  if ((side ? nb : na) >= ir_numel(&n->type)) return RW_NONE;
+  int s = scaled(c, n->op, mm->in[side], v);
+  if (s < 0) return RW_FAIL;
+  cand r = {.op = IR_OP_MATMUL, .n_in = 2, .in = {mm->in[0], mm->in[1]}, .attr = mm->attr,
+            .type = n->type};
+  r.in[side] = s;
+  *n = r;
+  return RW_REWROTE;
+}
+
+/* matmul(scale(x), b) -> scale(matmul(x, b)) (or on b's side), when the
+ * product is smaller than x and every user of the scaling is a matmul (so
+ * that it dies): the gradient of the scores scales dq and dk [L, d], not
+ * the [L, L] it came from. */
+static int rule_scale_result(rw *c, cand *n) {
+  const ir_node *o = n->op == IR_OP_MATMUL ? source(c, n) : NULL;
+  if (!o) return RW_NONE;
+  for (int j = 0; j < 2; j++) {
+    const ir_node *sn = at(c, n->in[j]);
+    cand sc = {.op = sn->op, .n_in = sn->n_in, .type = sn->type};
+    memcpy(sc.in, sn->in, sizeof sc.in);
+    int k;
+    double v;
+    if (!scaling(c, &sc, &k, &v) || !c->matmul_users[o->in[j]] ||
+        ir_numel(&n->type) >= ir_numel(&sn->type))
+      continue;
+    cand m = *n;
+    m.in[j] = sc.in[k];
+    m.from = 0;
+    int id = emit(c, &m);
+    if (id < 0) return RW_FAIL;
+    int s = scaled(c, sn->op, id, v);
+    return s < 0 ? RW_FAIL : s;
+  }
+  return RW_NONE;
+}
+
 static const rule simplify_rules[] = {
     {"add_zero", rule_add_zero},
     {"sub_zero", rule_sub_zero},
@@ -713,6 +817,8 @@ static const rule simplify_rules[] = {
     {"concat_one", rule_concat_one},
     {"concat_slices", rule_concat_slices},
     {"add_pads", rule_add_pads},
+    {"scale_operand", rule_scale_operand},
+    {"scale_result", rule_scale_result},
 };
 
 /* Algebraic identities (table above). sub(x, x) is deliberately kept:

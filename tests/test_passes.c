@@ -974,6 +974,57 @@ static void simplify_add_pads(void **s) {
   ir_func_free(f);
 }
 
+static int mm(ir_func *f, int a, int b) {
+  int ins[2] = {a, b};
+  return node(f, IR_OP_MATMUL, ins, 2, (ir_attrs){0}, NULL);
+}
+
+/* A scaling by a uniform fill moves to the smaller side of a matmul: onto
+ * an operand when the product has no other user (attention's scores /
+ * sqrt(d)), onto the product when every user of the scaling is a matmul
+ * (their gradient); kept otherwise. Powers of two: the values are exact. */
+static void simplify_scalings(void **s) {
+  (void)s;
+  ir_func *f = ir_func_new();
+  int a = in(f, "a", F2(4, 2)), b = in(f, "b", F2(2, 6));
+  out(f, "div", bin(f, IR_OP_DIV, mm(f, a, b), fill(f, 2, F2(4, 6))));
+  out(f, "mul", bin(f, IR_OP_MUL, fill(f, 0.5, F2(3, 2)),
+                   mm(f, in(f, "p", F2(3, 1)), in(f, "q", F2(1, 2)))));
+  int m = mm(f, a, b); /* 2: the product is an output too */
+  out(f, "shared", bin(f, IR_OP_DIV, m, fill(f, 2, F2(4, 6))));
+  out(f, "m", m);
+  int x = in(f, "x", F2(6, 6)), y = in(f, "y", F2(6, 2));
+  int d = bin(f, IR_OP_DIV, x, fill(f, 4, F2(6, 6)));
+  out(f, "r1", mm(f, d, y)); /* 4, 5: every user of d a matmul */
+  out(f, "r2", mm(f, d, in(f, "y2", F2(6, 3))));
+  int e = bin(f, IR_OP_MUL, x, fill(f, 0.25, F2(6, 6)));
+  out(f, "kept", mm(f, e, y)); /* 6: e is also an exp's */
+  out(f, "exp", un(f, IR_OP_EXP, e));
+  ir_func *g = ir_optimize(f, NULL, &err);
+  if (!g) fail_msg("%s", err.msg);
+  expect_contract(f, g);
+  expect_same_values(f, g, IR_PREC_F64);
+  const ir_node *o = out_node(g, 0);
+  assert_int_equal(o->op, IR_OP_MATMUL);
+  assert_int_equal(g->nodes[o->in[0]].op, IR_OP_DIV); /* a (8) is smaller than b (12) */
+  assert_int_equal(g->nodes[o->in[1]].op, IR_OP_INPUT);
+  o = out_node(g, 1);
+  assert_int_equal(o->op, IR_OP_MATMUL);
+  assert_int_equal(g->nodes[o->in[1]].op, IR_OP_MUL); /* q (2) is smaller than p (3) */
+  assert_int_equal(out_node(g, 2)->op, IR_OP_DIV);
+  for (int k = 4; k <= 5; k++) {
+    o = out_node(g, k);
+    assert_int_equal(o->op, IR_OP_DIV);
+    assert_int_equal(g->nodes[o->in[0]].op, IR_OP_MATMUL);
+    assert_int_equal(g->nodes[g->nodes[o->in[0]].in[0]].op, IR_OP_INPUT);
+  }
+  o = out_node(g, 6);
+  assert_int_equal(o->op, IR_OP_MATMUL);
+  assert_int_equal(g->nodes[o->in[0]].op, IR_OP_MUL);
+  ir_func_free(g);
+  ir_func_free(f);
+}
+
 /* sub(x, x) is not 0 when x is inf or NaN: no pass may fold it. */
 static void sub_self_is_kept(void **s) {
   (void)s;
@@ -1147,6 +1198,7 @@ int main(void) {
       cmocka_unit_test(simplify_concat_one),
       cmocka_unit_test(simplify_concat_slices),
       cmocka_unit_test(simplify_add_pads),
+      cmocka_unit_test(simplify_scalings),
       cmocka_unit_test(sub_self_is_kept),
       cmocka_unit_test(passes_list),
       cmocka_unit_test(optimize_fixed_point),
