@@ -31,13 +31,14 @@ int rt_ar_example(uint64_t seed, uint64_t step, uint32_t example,
   int32_t q = (int32_t)rt_rng_below(&g, (uint32_t)task->M);
   int32_t v = (int32_t)rt_rng_below(&g, (uint32_t)K);
   int32_t i = (int32_t)rt_rng_below(&g, (uint32_t)(n - tau - 1));
+  rt_bound filler = rt_bound_make((uint32_t)(K - 1));
   for (int p = 0; p < n; p++) {
     if (p == i || p == n - 1) {
       tokens[p] = q;
     } else if (p == i + tau) {
       tokens[p] = v;
     } else { /* uniform over [K] \ {q}: draw from K-1 values, skip q */
-      int32_t r = (int32_t)rt_rng_below(&g, (uint32_t)(K - 1));
+      int32_t r = (int32_t)rt_rng_below_by(&g, &filler);
       tokens[p] = r < q ? r : r + 1;
     }
   }

@@ -179,6 +179,29 @@ uint32_t rt_rng_below(rt_rng *g, uint32_t n) {
   }
 }
 
+rt_bound rt_bound_make(uint32_t n) {
+  rt_bound b = {.n = n};
+  if (n > 1) b.lim = (uint32_t)(-n) % n, b.m = UINT64_MAX / n + 1;
+  return b;
+}
+
+/* r mod n as Lemire, Kaser and Kurz's "fastmod" (exact for 32-bit r and
+ * n): the high 64 bits of ((m r) mod 2^64) n, from 32-bit halves so that
+ * no 128-bit type is needed. */
+static uint32_t fastmod(uint32_t r, const rt_bound *b) {
+  uint64_t lo = b->m * r; /* mod 2^64 */
+  uint64_t h = (lo >> 32) * b->n, l = (lo & 0xFFFFFFFFu) * b->n;
+  return (uint32_t)((h + (l >> 32)) >> 32);
+}
+
+uint32_t rt_rng_below_by(rt_rng *g, const rt_bound *b) {
+  if (b->n <= 1) return 0;
+  for (;;) {
+    uint32_t r = rt_rng_u32(g);
+    if (r >= b->lim) return fastmod(r, b);
+  }
+}
+
 double rt_rng_uniform(rt_rng *g) {
   uint32_t a = rt_rng_u32(g) >> 5, b = rt_rng_u32(g) >> 6;
   return (a * 67108864.0 + b) / 9007199254740992.0;

@@ -160,6 +160,14 @@ void rt_rng_init(rt_rng *g, uint64_t seed, uint64_t stream, uint32_t index);
 uint32_t rt_rng_u32(rt_rng *g);
 /* Uniform in [0, n) for n >= 1, by rejection (no modulo bias). */
 uint32_t rt_rng_below(rt_rng *g, uint32_t n);
+/* The same draws for a bound used many times, without its divisions
+ * (the data's filler tokens: a few percent of a length sweep). */
+typedef struct {
+  uint32_t n, lim; /* lim = 2^32 mod n: words below it are rejected */
+  uint64_t m;      /* 2^64 / n rounded up: r mod n by multiplications */
+} rt_bound;
+rt_bound rt_bound_make(uint32_t n);
+uint32_t rt_rng_below_by(rt_rng *g, const rt_bound *b);
 double rt_rng_uniform(rt_rng *g); /* 53 bits in [0, 1) */
 double rt_rng_normal(rt_rng *g);  /* N(0, 1), Box-Muller, pairs cached */
 

@@ -224,6 +224,24 @@ static void rng_below_chi_square(void **s) {
   assert_int_equal(rt_rng_below(&(rt_rng){0}, 1), 0);
 }
 
+/* rt_rng_below_by draws what rt_rng_below does, for bounds small and
+ * large (its r mod n by multiplications is exact for every 32-bit r). */
+static void rng_below_by_same_draws(void **s) {
+  (void)s;
+  static const uint32_t ns[] = {1, 2, 3, 7, 15, 16, 17, 1000, 65535, 65537,
+                                0x7FFFFFFFu, 0x80000001u, 0xFFFFFFFEu, 0xFFFFFFFFu};
+  for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+    rt_bound b = rt_bound_make(ns[t]);
+    rt_rng g1, g2;
+    rt_rng_init(&g1, 99, t, 3);
+    rt_rng_init(&g2, 99, t, 3);
+    for (int i = 0; i < 100000; i++) {
+      uint32_t x = rt_rng_below(&g1, ns[t]), y = rt_rng_below_by(&g2, &b);
+      if (x != y) fail_msg("n = %u, draw %d: %u vs %u", ns[t], i, x, y);
+    }
+  }
+}
+
 /* n = 2^31 + 1 is the worst case for modulo bias: plain r % n would put
  * 2/3 of the draws in the lower half. */
 static void rng_below_no_modulo_bias(void **s) {
@@ -272,6 +290,7 @@ int main(void) {
       cmocka_unit_test(rng_independent_of_order),
       cmocka_unit_test(rng_below_chi_square),
       cmocka_unit_test(rng_below_no_modulo_bias),
+      cmocka_unit_test(rng_below_by_same_draws),
       cmocka_unit_test(rng_uniform_and_normal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
