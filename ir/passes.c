@@ -761,13 +761,14 @@ static int rule_scale_operand(rw *c, cand *n) {
   if (!o || !scaling(c, n, &k, &v)) return RW_NONE;
   const ir_node *mm = at(c, n->in[k]);
   if (mm->op != IR_OP_MATMUL || c->uses[o->in[k]] != 1) return RW_NONE;
-  int64_t na = ir_numel(&at(c, mm->in[0])->type), nb = ir_numel(&at(c, mm->in[1])->type);
-  int side = nb < na ? 1 : 0;
-  if ((side ? nb : na) >= ir_numel(&n->type)) return RW_NONE;
-  int s = scaled(c, n->op, mm->in[side], v);
-  if (s < 0) return RW_FAIL;
+  /* copied: emitting nodes below may move g's node array */
   cand r = {.op = IR_OP_MATMUL, .n_in = 2, .in = {mm->in[0], mm->in[1]}, .attr = mm->attr,
             .type = n->type};
+  int64_t na = ir_numel(&at(c, r.in[0])->type), nb = ir_numel(&at(c, r.in[1])->type);
+  int side = nb < na ? 1 : 0;
+  if ((side ? nb : na) >= ir_numel(&n->type)) return RW_NONE;
+  int s = scaled(c, n->op, r.in[side], v);
+  if (s < 0) return RW_FAIL;
   r.in[side] = s;
   *n = r;
   return RW_REWROTE;
@@ -781,20 +782,20 @@ static int rule_scale_result(rw *c, cand *n) {
   const ir_node *o = n->op == IR_OP_MATMUL ? source(c, n) : NULL;
   if (!o) return RW_NONE;
   for (int j = 0; j < 2; j++) {
-    const ir_node *sn = at(c, n->in[j]);
+    const ir_node *sn = at(c, n->in[j]); /* copied into sc: emit moves nodes */
     cand sc = {.op = sn->op, .n_in = sn->n_in, .type = sn->type};
     memcpy(sc.in, sn->in, sizeof sc.in);
     int k;
     double v;
     if (!scaling(c, &sc, &k, &v) || !c->matmul_users[o->in[j]] ||
-        ir_numel(&n->type) >= ir_numel(&sn->type))
+        ir_numel(&n->type) >= ir_numel(&sc.type))
       continue;
     cand m = *n;
     m.in[j] = sc.in[k];
     m.from = 0;
     int id = emit(c, &m);
     if (id < 0) return RW_FAIL;
-    int s = scaled(c, sn->op, id, v);
+    int s = scaled(c, sc.op, id, v);
     return s < 0 ? RW_FAIL : s;
   }
   return RW_NONE;
