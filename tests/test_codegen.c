@@ -525,11 +525,14 @@ static int b_reduce(ir_func *f, ir_op op, int var) {
 }
 
 static int b_softmax(ir_func *f, ir_op op, int var) {
+  /* the last two: rows in groups (ops_linalg.c ROWS_FROM), with rows
+   * left over, partial and whole last vectors */
   static const int sh[][5] = {{2, 4, 9},  {3, 2, 5, 5},   {2, 3, 7},
                               {4, 2, 2, 3, 8}, {2, 1, 6}, {1, 40},
-                              {3, 2, 20, 37}, {2, 40, 40}};
-  static const bool causal[] = {0, 1, 1, 1, 1, 0, 1, 1};
-  if (var >= 8) return -1;
+                              {3, 2, 20, 37}, {2, 40, 40}, {2, 130, 133},
+                              {3, 2, 131, 136}};
+  static const bool causal[] = {0, 1, 1, 1, 1, 0, 1, 1, 1, 1};
+  if (var >= 10) return -1;
   ir_type t = {IR_F32, sh[var][0], {0}};
   for (int i = 0; i < t.rank; i++) t.dim[i] = sh[var][i + 1];
   out(f, "y", op1(f, op, input(f, var == 5 ? "wide" : "x", t),
