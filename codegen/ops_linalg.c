@@ -3,8 +3,9 @@
  * Per row, three sweeps over the keys a causal row keeps (j <= i + Lk -
  * Lq; all of them otherwise): the max, then e = exp(x - max) stored and
  * summed, then e scaled by 1/sum; masked keys get exact zeros and are
- * never read. Vectors of VW lanes, a scalar tail. The sum carries
- * 'reassoc' (lanes summed apart, see codegen.h). */
+ * never read. Vectors of VW lanes, a masked last vector; rows of long
+ * causal softmaxes ROWS at a time (below). The sum carries 'reassoc'
+ * (lanes summed apart, see codegen.h). */
 #include "cgint.h"
 
 #include <math.h>
@@ -42,48 +43,34 @@ static LLVMValueRef hmax(cg_ctx *c, LLVMValueRef v) {
   return r;
 }
 
-/* for (j = 0; j < nfull; j += VW) body(j); then, if keys remain, body at
- * j = nfull once more with r->mask set: lanes j + l < cnt. A scalar tail
- * loop would be vectorised again by LLVM's loop vectoriser (its trip
- * count is not known), which costs more than the whole row. */
+/* For rows r[0..nr): for (j = 0; j < nfull; j += VW) body(j), in one
+ * loop over the vectors every row has whole (several rows: independent
+ * chains for the out-of-order core), then each row's own rest; then, if
+ * keys remain, body at j = nfull once more with r->mask set: lanes j + l
+ * < cnt. Each row sees its vectors in the same order as on its own: the
+ * same values. A scalar tail loop would be vectorised again by LLVM's
+ * loop vectoriser (its trip count is not known), which costs more than
+ * the whole row. */
 typedef void (*sweep_fn)(cg_ctx *c, srow *r, LLVMValueRef j, void *ud);
-static void sweep(cg_ctx *c, srow *r, sweep_fn fn, void *ud) {
+static void sweep(cg_ctx *c, srow **r, int nr, sweep_fn fn, void **ud) {
   cg_loop l;
-  LLVMValueRef jb = cg_for(c, &l, cg_i64(c, 0), LLVMBuildUDiv(c->B, r->nfull, cg_i64(c, VW), ""));
-  r->mask = NULL;
-  fn(c, r, cg_mulk(c, jb, VW), ud);
-  cg_endfor(c, &l);
-  LLVMBasicBlockRef merge = cg_if(c, LLVMBuildICmp(c->B, LLVMIntSLT, r->nfull, r->cnt, ""));
-  LLVMValueRef lanes[VW];
-  for (int k = 0; k < VW; k++) lanes[k] = cg_i64(c, k);
-  LLVMValueRef idx = LLVMBuildAdd(c->B, cg_splat(c, r->nfull), LLVMConstVector(lanes, VW), "");
-  r->mask = LLVMBuildICmp(c->B, LLVMIntSLT, idx, cg_splat(c, r->cnt), "");
-  fn(c, r, r->nfull, ud);
-  r->mask = NULL;
-  cg_endif(c, merge);
-}
-
-/* sweep for rows r[0..nr) together: the vectors all of them have whole
- * in one loop (independent chains for the out-of-order core), then each
- * row's rest as sweep does. Each row sees its vectors in the same order
- * as on its own: the same values. */
-static void sweep2(cg_ctx *c, srow **r, int nr, sweep_fn fn, void **ud) {
-  cg_loop l;
-  LLVMValueRef both = r[0]->nfull;
-  for (int k = 1; k < nr; k++) both = cg_imin(c, both, r[k]->nfull);
-  LLVMValueRef jb = cg_for(c, &l, cg_i64(c, 0), LLVMBuildUDiv(c->B, both, cg_i64(c, VW), ""));
+  LLVMValueRef all = r[0]->nfull;
+  for (int k = 1; k < nr; k++) all = cg_imin(c, all, r[k]->nfull);
+  LLVMValueRef vall = LLVMBuildUDiv(c->B, all, cg_i64(c, VW), "");
+  LLVMValueRef jb = cg_for(c, &l, cg_i64(c, 0), vall);
   for (int k = 0; k < nr; k++) r[k]->mask = NULL;
   for (int k = 0; k < nr; k++) fn(c, r[k], cg_mulk(c, jb, VW), ud[k]);
   cg_endfor(c, &l);
+  LLVMValueRef lanes[VW];
+  for (int i = 0; i < VW; i++) lanes[i] = cg_i64(c, i);
   for (int k = 0; k < nr; k++) {
     srow *q = r[k];
-    jb = cg_for(c, &l, LLVMBuildUDiv(c->B, both, cg_i64(c, VW), ""),
-                LLVMBuildUDiv(c->B, q->nfull, cg_i64(c, VW), ""));
-    fn(c, q, cg_mulk(c, jb, VW), ud[k]);
-    cg_endfor(c, &l);
+    if (nr > 1) {
+      jb = cg_for(c, &l, vall, LLVMBuildUDiv(c->B, q->nfull, cg_i64(c, VW), ""));
+      fn(c, q, cg_mulk(c, jb, VW), ud[k]);
+      cg_endfor(c, &l);
+    }
     LLVMBasicBlockRef merge = cg_if(c, LLVMBuildICmp(c->B, LLVMIntSLT, q->nfull, q->cnt, ""));
-    LLVMValueRef lanes[VW];
-    for (int i = 0; i < VW; i++) lanes[i] = cg_i64(c, i);
     LLVMValueRef idx = LLVMBuildAdd(c->B, cg_splat(c, q->nfull), LLVMConstVector(lanes, VW), "");
     q->mask = LLVMBuildICmp(c->B, LLVMIntSLT, idx, cg_splat(c, q->cnt), "");
     fn(c, q, q->nfull, ud[k]);
@@ -177,7 +164,6 @@ static void zero_masked(cg_ctx *c, srow *r, int64_t Kd) {
 /* Rows i0 .. i0 + nr - 1 (nr <= ROWS), the three sweeps, together. */
 static void rows(cg_ctx *c, const ir_node *n, srow *proto, int64_t Kd, int64_t Lq,
                  LLVMValueRef b, LLVMValueRef i0, int nr, acc *a) {
-  bool pair = nr > 1;
   srow rr[ROWS], *r[ROWS];
   void *ud[ROWS];
   for (int k = 0; k < ROWS; k++) rr[k] = *proto, r[k] = &rr[k], ud[k] = &a[k];
@@ -185,20 +171,17 @@ static void rows(cg_ctx *c, const ir_node *n, srow *proto, int64_t Kd, int64_t L
   for (int k = 0; k < nr; k++) row_at(c, r[k], n, Kd, Lq, b, cg_addk(c, i0, k));
   c->vw = VW;
   for (int k = 0; k < nr; k++) LLVMBuildStore(c->B, cg_splat(c, cg_f32c(c, -INFINITY)), a[k].acc);
-  if (pair) sweep2(c, r, nr, max_body, ud);
-  else sweep(c, r[0], max_body, &a[0]);
+  sweep(c, r, nr, max_body, ud);
   for (int k = 0; k < nr; k++) {
     a[k].m = hmax(c, LLVMBuildLoad2(c->B, vt, a[k].acc, ""));
     LLVMBuildStore(c->B, LLVMConstNull(vt), a[k].acc);
   }
-  if (pair) sweep2(c, r, nr, exp_body, ud);
-  else sweep(c, r[0], exp_body, &a[0]);
+  sweep(c, r, nr, exp_body, ud);
   for (int k = 0; k < nr; k++) {
     LLVMValueRef sum = cg_hsum(c, LLVMBuildLoad2(c->B, vt, a[k].acc, ""));
     a[k].m = cg_fdiv(c, cg_f32c(c, 1.0), sum);
   }
-  if (pair) sweep2(c, r, nr, scale_body, ud);
-  else sweep(c, r[0], scale_body, &a[0]);
+  sweep(c, r, nr, scale_body, ud);
   c->vw = 0;
   if (n->attr.causal)
     for (int k = 0; k < nr; k++) zero_masked(c, r[k], Kd);
