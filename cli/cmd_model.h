@@ -78,6 +78,13 @@ int cm_json_parse(const char *text, cm_json *out, char *msg, size_t msg_n);
 const char *cm_json_get(const cm_json *j, const char *key);
 void cm_json_free(cm_json *j);
 
+/* The median of v[0..n) (sorts v). */
+double cm_median(double *v, int n);
+/* `recall bench --profile`: cycles per IR node of r's training (train) or
+ * forward kernel over one batch, the top `top` nodes (0: all); with ab
+ * ("VAR" or "VAR=VALUE"), two builds with VAR unset and set run in turn
+ * `rounds` times (bench_profile.c). 0, or -1 after an error message. */
+int cm_bench_profile(cm_run *r, bool train, int top, const char *ab, int rounds);
 /* mkdir -p; prints the error and returns -1 on failure. */
 int cm_mkdirs(const char *cmd, const char *dir);
 /* The edit distance between two short strings. */
