@@ -16,7 +16,6 @@
 #include "cmd_model.h"
 #include "codegen.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -60,7 +59,6 @@ static stamp since(stamp t0) {
   stamp t = now();
   return (stamp){t.wall - t0.wall, t.cpu - t0.cpu};
 }
-
 
 typedef struct {
   char label[96];

@@ -13,8 +13,9 @@
 
 /* Rows are run ROWS at a time where there are at least ROWS_FROM of them:
  * a row's sweeps are short chains, each waiting on the last's horizontal
- * max or sum, and four rows' chains overlap (the causal softmax at 192
- * rows -21%, 128 -5% of its kernel, 64 -3%, in-process A/B); each row's
+ * max or sum, and four rows' chains overlap (in-process A/B, transformer
+ * d 8 evaluation kernel: softmax -21% and the kernel -10% at 192 rows,
+ * the kernel -5% at 128, -3% at 64); each row's
  * sweep code is emitted once per row of the group, which costs compile
  * time (+23% for the transformer d 8 training kernel at 64 rows): so
  * only for the long rows of evaluation buckets. */
@@ -203,7 +204,11 @@ void cg_emit_softmax(cg_ctx *c, int v) {
     LLVMValueRef i = cg_mulk(c, cg_forn(c, &li, Lq / ROWS), ROWS);
     rows(c, n, &r, Kd, Lq, b, i, ROWS, a);
     cg_endfor(c, &li);
-    for (int64_t t = Lq / ROWS * ROWS; t < Lq; t++) rows(c, n, &r, Kd, Lq, b, cg_i64(c, t), 1, a);
+    if (Lq % ROWS) { /* the rows left, one by one */
+      LLVMValueRef t = cg_for(c, &li, cg_i64(c, Lq / ROWS * ROWS), cg_i64(c, Lq));
+      rows(c, n, &r, Kd, Lq, b, t, 1, a);
+      cg_endfor(c, &li);
+    }
   } else {
     LLVMValueRef i = cg_forn(c, &li, Lq);
     rows(c, n, &r, Kd, Lq, b, i, 1, a);

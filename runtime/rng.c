@@ -168,15 +168,9 @@ uint32_t rt_rng_u32(rt_rng *g) {
   return g->buf[4 - g->left--];
 }
 
-/* Rejects the lowest 2^32 mod n values so that every residue is hit by
- * the same number of accepted words. */
 uint32_t rt_rng_below(rt_rng *g, uint32_t n) {
-  if (n <= 1) return 0;
-  uint32_t lim = (uint32_t)(-n) % n; /* 2^32 mod n */
-  for (;;) {
-    uint32_t r = rt_rng_u32(g);
-    if (r >= lim) return r % n;
-  }
+  rt_bound b = rt_bound_make(n);
+  return rt_rng_below_by(g, &b);
 }
 
 rt_bound rt_bound_make(uint32_t n) {
@@ -194,6 +188,8 @@ static uint32_t fastmod(uint32_t r, const rt_bound *b) {
   return (uint32_t)((h + (l >> 32)) >> 32);
 }
 
+/* Rejects the lowest 2^32 mod n values so that every residue is hit by
+ * the same number of accepted words. */
 uint32_t rt_rng_below_by(rt_rng *g, const rt_bound *b) {
   if (b->n <= 1) return 0;
   for (;;) {

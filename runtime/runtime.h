@@ -160,7 +160,7 @@ void rt_rng_init(rt_rng *g, uint64_t seed, uint64_t stream, uint32_t index);
 uint32_t rt_rng_u32(rt_rng *g);
 /* Uniform in [0, n) for n >= 1, by rejection (no modulo bias). */
 uint32_t rt_rng_below(rt_rng *g, uint32_t n);
-/* The same draws for a bound used many times, without its divisions
+/* The same draws for a bound used many times, its divisions done once
  * (the data's filler tokens: a few percent of a length sweep). */
 typedef struct {
   uint32_t n, lim; /* lim = 2^32 mod n: words below it are rejected */

@@ -224,19 +224,33 @@ static void rng_below_chi_square(void **s) {
   assert_int_equal(rt_rng_below(&(rt_rng){0}, 1), 0);
 }
 
-/* rt_rng_below_by draws what rt_rng_below does, for bounds small and
- * large (its r mod n by multiplications is exact for every 32-bit r). */
+/* The rejection with divisions, word by word: what the data's draws
+ * have always been. */
+static uint32_t below_by_division(rt_rng *g, uint32_t n) {
+  if (n <= 1) return 0;
+  uint32_t lim = (uint32_t)(-n) % n;
+  for (;;) {
+    uint32_t r = rt_rng_u32(g);
+    if (r >= lim) return r % n;
+  }
+}
+
+/* rt_rng_below_by draws what the rejection with divisions does, for
+ * bounds small and large (its r mod n by multiplications is exact for
+ * every 32-bit r); rt_rng_below too. */
 static void rng_below_by_same_draws(void **s) {
   (void)s;
   static const uint32_t ns[] = {1, 2, 3, 7, 15, 16, 17, 1000, 65535, 65537,
                                 0x7FFFFFFFu, 0x80000001u, 0xFFFFFFFEu, 0xFFFFFFFFu};
   for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
     rt_bound b = rt_bound_make(ns[t]);
-    rt_rng g1, g2;
+    rt_rng g1, g2, g3;
     rt_rng_init(&g1, 99, t, 3);
     rt_rng_init(&g2, 99, t, 3);
+    rt_rng_init(&g3, 99, t, 3);
     for (int i = 0; i < 100000; i++) {
-      uint32_t x = rt_rng_below(&g1, ns[t]), y = rt_rng_below_by(&g2, &b);
+      uint32_t x = below_by_division(&g1, ns[t]), y = rt_rng_below_by(&g2, &b);
+      if (rt_rng_below(&g3, ns[t]) != x) fail_msg("n = %u, draw %d: rt_rng_below", ns[t], i);
       if (x != y) fail_msg("n = %u, draw %d: %u vs %u", ns[t], i, x, y);
     }
   }
