@@ -497,9 +497,18 @@ static void second_signal_exits_at_once(void **state) {
    * directory and in an unfinished run's */
   char path[2][512];
   snprintf(path[0], sizeof path[0], "%s/results.csv.tmp.99999.7", dir);
-  for (int r = 0; r < RUNS; r++)
-    if (path_exists("%s/runs/%s", dir, runs[r]) && !path_exists("%s/runs/%s/done", dir, runs[r]))
-      snprintf(path[1], sizeof path[1], "%s/runs/%s/train.csv.tmp.99999.8", dir, runs[r]);
+  /* the midway run may have finished before the signals arrived, and the
+   * unfinished ones may not have started: then one gets its directory here */
+  int r = -1;
+  for (int i = 0; i < RUNS; i++)
+    if (!path_exists("%s/runs/%s/done", dir, runs[i]) &&
+        (r < 0 || path_exists("%s/runs/%s", dir, runs[i])))
+      r = i;
+  assert_true(r >= 0);
+  char run_dir[512];
+  snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, runs[r]);
+  if (!path_exists("%s", run_dir)) assert_int_equal(mkdir(run_dir, 0777), 0);
+  snprintf(path[1], sizeof path[1], "%s/train.csv.tmp.99999.8", run_dir);
   for (int i = 0; i < 2; i++) {
     FILE *f = fopen(path[i], "w");
     if (!f) fail_msg("cannot write %s", path[i]);
