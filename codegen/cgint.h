@@ -79,6 +79,12 @@ typedef struct {
 } cg_unit;
 
 
+/* A node function's key (emit.c: twins share one function). */
+typedef struct {
+  char *bytes;
+  size_t n;
+} cg_key;
+
 typedef struct {
   LLVMContextRef C;
   LLVMModuleRef M;
@@ -93,12 +99,12 @@ typedef struct {
   int *acc_of;          /* group emission: node -> access, -1 none */
   LLVMValueRef *memo;   /* group emission: node -> value in the loop body */
   int n_loops;
-  LLVMValueRef *fns; /* node functions so far, and their text after the */
-  char **fn_text;    /* name (emit.c: dedup) */
+  LLVMValueRef *fns; /* node functions so far, and the keys by which */
+  cg_key *fn_key;    /* their twins are found (emit.c) */
   int n_fns, cap_fns;
   const cg_unit *units; /* where node functions go (emit.c) */
   LLVMBuilderRef *builders; /* one per unit */
-  int64_t *unit_load; /* text bytes of the node functions in each unit */
+  int64_t *unit_load; /* key bytes of the node functions in each unit */
   int *fn_unit;       /* unit of fns[i] */
   int n_units, unit;  /* C, M, B and the types are unit `unit`'s */
   bool ftz; /* the kernel runs with denormals flushed (cg_ftz_begin) */

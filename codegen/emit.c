@@ -6,6 +6,7 @@
 #include <llvm-c/DebugInfo.h>
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/BitWriter.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -426,48 +427,43 @@ static void begin_body(cg_ctx *c, LLVMValueRef fn) {
   c->oob = cg_alloca(c, c->i32, cg_i32c(c, 0));
 }
 
-/* The text of a node function, the key by which twins are found: from
- * its parameters on (the name, before '(', is left out), without
- * attribute group references (" #3", numbered per module). */
-static char *fn_key(LLVMValueRef fn) {
-  char *text = LLVMPrintValueToString(fn);
-  const char *key = strchr(text, '(');
-  key = key ? key : text;
-  char *out = malloc(strlen(key) + 1), *o = out;
-  if (!out) abort();
-  for (const char *i = key; *i;) {
-    if (i[0] == ' ' && i[1] == '#' && i[2] >= '0' && i[2] <= '9') {
-      for (i += 2; *i >= '0' && *i <= '9'; i++) continue;
-      continue;
-    }
-    *o++ = *i++;
-  }
-  *o = 0;
-  LLVMDisposeMessage(text);
-  return out;
+/* The key by which twins are found: the bitcode of the scratch module
+ * that holds just the candidate (always named recall.node) and the
+ * intrinsics it declares. A fresh module numbers attribute groups and
+ * loop metadata from zero, so twins' bitcode is byte for byte the same;
+ * writing it costs about a third of printing the function as text. */
+static cg_key fn_key(LLVMModuleRef scratch) {
+  LLVMMemoryBufferRef mb = LLVMWriteBitcodeToMemoryBuffer(scratch);
+  if (!mb) abort();
+  cg_key k = {.n = LLVMGetBufferSize(mb)};
+  k.bytes = malloc(k.n ? k.n : 1);
+  if (!k.bytes) abort();
+  memcpy(k.bytes, LLVMGetBufferStart(mb), k.n);
+  LLVMDisposeMemoryBuffer(mb);
+  return k;
 }
 
-/* The index in c->fns of the node function with text key, or -1. Layers
+/* The index in c->fns of the node function with key k, or -1. Layers
  * of a model repeat, and the backward repeats the forward's shapes: half
  * the functions or more are twins, and LLVM's time goes by the function. */
-static int find_twin(const cg_ctx *c, const char *key) {
+static int find_twin(const cg_ctx *c, cg_key k) {
   for (int i = 0; i < c->n_fns; i++)
-    if (!strcmp(c->fn_text[i], key)) return i;
+    if (c->fn_key[i].n == k.n && !memcmp(c->fn_key[i].bytes, k.bytes, k.n)) return i;
   return -1;
 }
 
-static int add_fn(cg_ctx *c, LLVMValueRef fn, char *key) {
+static int add_fn(cg_ctx *c, LLVMValueRef fn, cg_key key) {
   if (c->n_fns == c->cap_fns) {
     c->cap_fns = c->cap_fns ? 2 * c->cap_fns : 64;
     c->fns = realloc(c->fns, sizeof *c->fns * (size_t)c->cap_fns);
-    c->fn_text = realloc(c->fn_text, sizeof *c->fn_text * (size_t)c->cap_fns);
+    c->fn_key = realloc(c->fn_key, sizeof *c->fn_key * (size_t)c->cap_fns);
     c->fn_unit = realloc(c->fn_unit, sizeof *c->fn_unit * (size_t)c->cap_fns);
-    if (!c->fns || !c->fn_text || !c->fn_unit) abort();
+    if (!c->fns || !c->fn_key || !c->fn_unit) abort();
   }
   c->fns[c->n_fns] = fn;
   c->fn_unit[c->n_fns] = c->unit;
-  c->fn_text[c->n_fns] = key;
-  c->unit_load[c->unit] += (int64_t)strlen(key);
+  c->fn_key[c->n_fns] = key;
+  c->unit_load[c->unit] += (int64_t)key.n;
   return c->n_fns++;
 }
 
@@ -516,12 +512,12 @@ static void node_body(cg_ctx *c, LLVMValueRef fn, int v, const int *used, int k,
  * them, which cost superlinear time (and spills). The function takes
  * just the buffers v's code uses, found by emitting it once into a
  * throw-away function with all of them; it returns its out-of-range
- * count. noinline keeps it apart. Both that probe and the text by which
- * twins are found (fn_key) are built in a scratch module of their own:
- * printing a function costs more the bigger its module, and loop
- * metadata, numbered per module, made twins' texts differ (the second
- * Mamba layer's silu, softplus and exp were compiled twice); only a
- * function without a twin is emitted into the unit's module. */
+ * count. noinline keeps it apart. Both that probe and the candidate
+ * whose bitcode is the key by which twins are found (fn_key) are built
+ * in a scratch module of their own: loop metadata, numbered per module,
+ * made twins differ in the unit's module (the second Mamba layer's silu,
+ * softplus and exp were compiled twice); only a function without a twin
+ * is emitted into the unit's module. */
 static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   const cg_plan *p = c->p;
   int np = p->n_leaves + c->f->n_outs + p->n_slots;
@@ -546,19 +542,20 @@ static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   int k = 0;
   for (int i = 0; i < np; i++)
     if (LLVMGetFirstUse(LLVMGetParam(probe, (unsigned)i))) used[k++] = i;
+  LLVMDeleteFunction(probe); /* not part of the key */
   LLVMTypeRef fty = LLVMFunctionType(c->i32, pt, (unsigned)k, 0);
   LLVMValueRef cand = LLVMAddFunction(c->M, "recall.node", fty);
   add_attr(c, cand, LLVMAttributeFunctionIndex, "nounwind", 0);
   add_attr(c, cand, LLVMAttributeFunctionIndex, "noinline", 0);
   node_body(c, cand, v, used, k, np, true);
   c->n_loops = loops;
-  char *key = fn_key(cand);
+  cg_key key = fn_key(c->M);
   LLVMDisposeModule(c->M);
   c->M = unit_M;
 
   int i = find_twin(c, key);
   if (i >= 0) {
-    free(key);
+    free(key.bytes);
   } else {
     char buf[300];
     snprintf(buf, sizeof buf, "%s.n%d", name, v);
@@ -709,9 +706,9 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
 
   *n_loops = c.n_loops;
   *n_fns = c.n_fns;
-  for (int i = 0; i < c.n_fns; i++) free(c.fn_text[i]);
+  for (int i = 0; i < c.n_fns; i++) free(c.fn_key[i].bytes);
   free(c.fns);
-  free(c.fn_text);
+  free(c.fn_key);
   free(c.fn_unit);
   free(c.leaf);
   free(c.acc_of);
