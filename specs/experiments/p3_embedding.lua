@@ -10,6 +10,11 @@
 -- ~65 ms (bench/RESULTS.md), and these twelve runs are most of the
 -- study's time. The test batch is 500 and the sweep 50 sequences per
 -- length. For the note's budget: --set steps=3000 --set sweep_n=1000.
+-- Measured at 3000 steps (2026-11-29, -j 2, ~40 ms a step with two runs
+-- at once): M 4 reaches 0.99 in all three seeds, at steps 2200, 2400 and
+-- 2600 (~100 s a run); M 8 is at 0.08, 0.33 and 0.41 at step 3000 and
+-- M 16 at 0.07-0.14: converging there takes well beyond 3000 steps,
+-- ~2 min of training per 3000 steps and run.
 --   recall run specs/experiments/p3_embedding.lua [-j 2] [--set L=32]
 return {
   name = "p3_embedding",
