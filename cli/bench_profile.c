@@ -98,7 +98,7 @@ static void run_profiled(batch *t, variant *v, double *med) {
 static int variant_new(variant *v, cm_run *r, bool train, ir_error *err) {
   if (!(v->g = rt_model_kernel_function(rt_model_function(r->rm), train, err))) return -1;
   const ir_func *g = v->g;
-  cg_options co = {.profile = true};
+  cg_options co = {.profile = true, .rows_to_pos = !train}; /* as model.c compiles it */
   if (!(v->cg = cg_compile(g, &co, err))) return -1;
   v->arena = cg_arena_new(v->cg);
   v->lv = calloc((size_t)cg_n_leaves(v->cg) + 1, sizeof *v->lv);

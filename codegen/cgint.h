@@ -47,6 +47,11 @@ typedef struct {
                         output that is read (its one user is select_row of
                         that row: the last layer of an evaluation kernel),
                         or -1 */
+  bool upto;         /* computed only up to the row read (cg_plan.upto_at,
+                        cg_options.rows_to_pos), its later rows zeros:
+                        along axis 0 (scan) or rank-2 (causal softmax
+                        over as many keys as rows, a matmul into one or
+                        out of one) */
 } cg_node_plan;
 
 typedef struct {
@@ -57,10 +62,12 @@ typedef struct {
   int n_slots;
   int64_t *slot_bytes, *slot_off;
   int64_t arena_bytes;
-  int n_mat, n_fused, n_placed;
+  int n_mat, n_fused, n_placed, n_upto;
+  int upto_at; /* with rows_to_pos: the i32 leaf of the row read, or -1 */
 } cg_plan;
 
-int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err);
+/* rows_to_pos: cg_options.rows_to_pos (the upto nodes). */
+int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_error *err);
 void cg_plan_free(cg_plan *p);
 /* Scratch bytes op of node v needs (0 for none), for each scratch slot. */
 int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k);
@@ -155,6 +162,11 @@ void cg_store(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
 LLVMValueRef cg_loadf(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx);
 void cg_zero(cg_ctx *c, LLVMValueRef base, int64_t numel);
 void cg_memcpy(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t numel);
+/* For an upto node (cg_node_plan) of R rows: the rows to compute, the row
+ * read (cg_plan.upto_at) + 1, clamped to 1..R. */
+LLVMValueRef cg_upto_rows(cg_ctx *c, int64_t R);
+/* Zeros rows from..R-1 of an [R, C] f32 block at base. */
+void cg_zero_rows(cg_ctx *c, LLVMValueRef base, LLVMValueRef from, int64_t R, int64_t C);
 LLVMValueRef cg_alloca(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef init);
 /* integer index arithmetic (i64, nsw) */
 LLVMValueRef cg_add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b);

@@ -103,6 +103,13 @@ typedef struct {
                          the caller's mode restored on return): the
                          gradients that decay back through the scan
                          otherwise make whole loops ~10x slower */
+  bool rows_to_pos;   /* f is a causal model's forward, its outputs read
+                         at the one row that select_row takes from an i32
+                         input p (an evaluation kernel, a sequence padded
+                         to its bucket): the first layer's causal attention
+                         and whole-sequence scans then stop at row p, and
+                         their rows after p are zeros. The outputs are the
+                         same as without it for any causal model. */
   int compile_threads; /* split the kernel into this many modules,
                          optimised and compiled on threads of their own
                          (0: $RECALL_COMPILE_THREADS, else one per CPU, at
@@ -117,6 +124,8 @@ typedef struct {
   int n_materialised;              /* nodes with their own buffer */
   int n_fused;                     /* nodes computed inside another's loop */
   int n_placed;                    /* materialised in place, in a concat */
+  int n_upto;                      /* computed up to the row read only
+                                      (rows_to_pos) */
   int n_slots;                     /* arena slots */
   size_t arena_bytes;
   int n_units;                     /* modules compiled in parallel */

@@ -98,6 +98,18 @@ void cg_zero(cg_ctx *c, LLVMValueRef base, int64_t numel) {
                   cg_i64(c, 4 * numel), 4);
 }
 
+LLVMValueRef cg_upto_rows(cg_ctx *c, int64_t R) {
+  LLVMValueRef p = cg_load(c, c->i32, cg_ptr(c, c->p->upto_at), cg_i64(c, 0));
+  p = LLVMBuildSExt(c->B, p, c->i64, "");
+  return cg_addk(c, cg_imin(c, cg_imax(c, p, cg_i64(c, 0)), cg_i64(c, R - 1)), 1);
+}
+
+void cg_zero_rows(cg_ctx *c, LLVMValueRef base, LLVMValueRef from, int64_t R, int64_t C) {
+  LLVMValueRef at = cg_gep(c, c->f32, base, cg_mulk(c, from, C));
+  LLVMValueRef bytes = cg_mulk(c, LLVMBuildSub(c->B, cg_i64(c, R), from, ""), 4 * C);
+  LLVMBuildMemSet(c->B, at, LLVMConstInt(LLVMInt8TypeInContext(c->C), 0, 0), bytes, 4);
+}
+
 void cg_memcpy(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t numel) {
   LLVMBuildMemCpy(c->B, dst, 4, src, 4, cg_i64(c, 4 * numel));
 }

@@ -161,7 +161,7 @@ static int build(const ir_func *f, const cg_options *opt, int n,
                  cg_unit *units, const char *triple, LLVMTargetDataRef dl,
                  const char *name, cg_plan *plan, cg_stats *st, ir_error *err) {
   if (ir_verify(f, err)) return -1;
-  if (cg_plan_build(f, !(opt && opt->no_fuse), plan, err)) return -1;
+  if (cg_plan_build(f, !(opt && opt->no_fuse), opt && opt->rows_to_pos, plan, err)) return -1;
   for (int u = 0; u < n; u++) {
     units[u].M = LLVMModuleCreateWithNameInContext("recall", units[u].C);
     LLVMSetTarget(units[u].M, triple);
@@ -180,6 +180,7 @@ static int build(const ir_func *f, const cg_options *opt, int n,
     st->n_materialised = plan->n_mat;
     st->n_fused = plan->n_fused;
     st->n_placed = plan->n_placed;
+    st->n_upto = plan->n_upto;
     st->n_slots = plan->n_slots;
     st->arena_bytes = (size_t)plan->arena_bytes;
     st->n_units = n;

@@ -198,21 +198,27 @@ void cg_emit_softmax(cg_ctx *c, int v) {
   LLVMTypeRef vt = LLVMVectorType(c->f32, VW);
   acc a[ROWS];
   for (int k = 0; k < ROWS; k++) a[k] = (acc){.acc = cg_alloca(c, vt, NULL)};
+  /* an upto softmax (plan.c) runs its rows up to the one read, its
+   * other rows zeros */
+  bool upto = c->p->node[v].upto;
+  LLVMValueRef nr = upto ? cg_upto_rows(c, Lq) : cg_i64(c, Lq);
   cg_loop lb, li;
   LLVMValueRef b = cg_forn(c, &lb, nb);
   if (Lq >= ROWS_FROM) {
-    LLVMValueRef i = cg_mulk(c, cg_forn(c, &li, Lq / ROWS), ROWS);
+    LLVMValueRef groups = LLVMBuildUDiv(c->B, nr, cg_i64(c, ROWS), "");
+    LLVMValueRef i = cg_mulk(c, cg_for(c, &li, cg_i64(c, 0), groups), ROWS);
     rows(c, n, &r, Kd, Lq, b, i, ROWS, a);
     cg_endfor(c, &li);
-    if (Lq % ROWS) { /* the rows left, one by one */
-      LLVMValueRef t = cg_for(c, &li, cg_i64(c, Lq / ROWS * ROWS), cg_i64(c, Lq));
+    if (upto || Lq % ROWS) { /* the rows left, one by one */
+      LLVMValueRef t = cg_for(c, &li, cg_mulk(c, groups, ROWS), nr);
       rows(c, n, &r, Kd, Lq, b, t, 1, a);
       cg_endfor(c, &li);
     }
   } else {
-    LLVMValueRef i = cg_forn(c, &li, Lq);
+    LLVMValueRef i = cg_for(c, &li, cg_i64(c, 0), nr);
     rows(c, n, &r, Kd, Lq, b, i, 1, a);
     cg_endfor(c, &li);
   }
+  if (upto) cg_zero_rows(c, cg_gep(c, c->f32, r.po, cg_mulk(c, b, Lq * Kd)), nr, Lq, Kd);
   cg_endfor(c, &lb);
 }

@@ -243,6 +243,15 @@ void cg_emit_scan(cg_ctx *c, int v) {
     LLVMValueRef p = LLVMBuildSExt(c->B, cg_load(c, c->i32, cg_ptr(c, q->read_at), cg_i64(c, 0)),
                                    c->i64, "");
     fwd_sweep_to(c, &w, cg_imin(c, cg_imax(c, p, cg_i64(c, 0)), cg_i64(c, w.L - 1)));
+  } else if (q->upto) { /* every row up to the one read (plan.c), then zeros */
+    LLVMValueRef nr = cg_upto_rows(c, w.L);
+    cg_zero(c, w.pH, w.N * w.E);
+    cg_loop lt;
+    w.t = cg_for(c, &lt, cg_i64(c, 0), nr);
+    blocks(c, w.E, FWD_VW, decay_block, &w);
+    blocks(c, w.E, FWD_VW, fwd_block, &w);
+    cg_endfor(c, &lt);
+    cg_zero_rows(c, w.py, nr, w.L, w.E);
   } else {
     fwd_sweep(c, &w);
   }

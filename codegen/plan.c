@@ -293,7 +293,70 @@ static void causal_shapes(const ir_func *f, cg_plan *p, const bool *is_out,
   }
 }
 
-int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
+/* The i32 leaf every select_row of f reads its row from (the position
+ * an evaluation kernel is read at), or -1 (none, or several). */
+static int read_leaf(const ir_func *f, const cg_plan *p, const bool *live) {
+  int at = -1;
+  for (int v = 0; v < f->n_nodes; v++) {
+    const ir_node *n = &f->nodes[v];
+    if (!live[v] || n->op != IR_OP_SELECT_ROW) continue;
+    if (p->node[n->in[1]].kind != CG_LEAF || (at >= 0 && at != n->in[1])) return -1;
+    at = n->in[1];
+  }
+  return at;
+}
+
+/* upto (cgint.h): a causal model's evaluation kernel reads one row p, so
+ * no row after it matters. The work that grows with the square of the
+ * length or runs through every position stops there: a causal softmax
+ * over as many keys as query rows (a first layer's attention), the
+ * matmuls into it (scores) and out of it (weights times values), and a
+ * scan whose whole output is read (a first layer's; the last layer's
+ * already stops at p, read_at). Each writes zeros after row p, which
+ * its users then read as they read any row: row by row, or masked.
+ * Outputs stay whole. */
+/* Every user of v is an upto softmax, or an elementwise op on the way to
+ * one (cgint.h lower: a scaling of the scores). */
+static bool feeds_upto(const ir_func *f, const cg_plan *p, int v, int **users,
+                       const int *n_users) {
+  bool ok = n_users[v] > 0;
+  for (int k = 0; ok && k < n_users[v]; k++) {
+    int w = users[v][k];
+    if (f->nodes[w].op == IR_OP_SOFTMAX) ok = p->node[w].upto && f->nodes[w].in[0] == v;
+    else ok = cg_is_ewise(f->nodes[w].op) && p->node[w].lower && feeds_upto(f, p, w, users, n_users);
+  }
+  return ok;
+}
+
+static void mark_upto(const ir_func *f, cg_plan *p, const bool *is_out, int **users,
+                      const int *n_users) {
+  for (int v = 0; v < f->n_nodes; v++) {
+    const ir_node *n = &f->nodes[v];
+    cg_node_plan *q = &p->node[v];
+    int r = n->type.rank;
+    if (q->kind != CG_MAT || is_out[v] || q->into >= 0) continue;
+    if (n->op == IR_OP_SCAN) {
+      q->upto = q->read_at < 0 && q->pair < 0;
+    } else if (n->op == IR_OP_SOFTMAX) {
+      q->upto = n->attr.causal && r >= 2 && n->type.dim[r - 1] == n->type.dim[r - 2];
+    }
+  }
+  for (int v = 0; v < f->n_nodes; v++) {
+    const ir_node *n = &f->nodes[v];
+    cg_node_plan *q = &p->node[v];
+    int r = n->type.rank;
+    if (n->op != IR_OP_MATMUL || q->kind != CG_MAT || is_out[v] || q->into >= 0 || r < 2 ||
+        n->attr.ta || n->type.dim[r - 1] == 1)
+      continue;
+    bool into = feeds_upto(f, p, v, users, n_users); /* the scores */
+    const ir_node *a = &f->nodes[n->in[0]]; /* weights: an upto softmax's rows */
+    bool out = a->op == IR_OP_SOFTMAX && p->node[n->in[0]].upto;
+    q->upto = into || out;
+  }
+  for (int v = 0; v < f->n_nodes; v++) p->n_upto += p->node[v].upto;
+}
+
+int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_error *err) {
   int n = f->n_nodes;
   memset(p, 0, sizeof *p);
   p->n_nodes = n;
@@ -346,6 +409,8 @@ int cg_plan_build(const ir_func *f, bool fuse, cg_plan *p, ir_error *err) {
     int v = scan_of(f, p, w);
     if (v >= 0) p->node[v].pair = w, p->node[w].pair = v;
   }
+  p->upto_at = rows_to_pos ? read_leaf(f, p, live) : -1;
+  if (p->upto_at >= 0) mark_upto(f, p, is_out, users, n_users);
 
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];

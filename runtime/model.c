@@ -80,9 +80,10 @@ static void bytes_append(char **s, size_t *len, size_t *cap, const void *p,
   *len += n;
 }
 
-static char *cache_key(const ir_func *f, size_t *keylen) {
+static char *cache_key(const ir_func *f, bool train, size_t *keylen) {
   char *text = ir_print_str(f);
   size_t len = strlen(text), cap = len + 1;
+  bytes_append(&text, &len, &cap, train ? "\ntrain" : "\nforward", train ? 6 : 8);
   for (int v = 0; v < f->n_nodes; v++) {
     const ir_node *n = &f->nodes[v];
     if (n->op != IR_OP_CONST || !n->data) continue;
@@ -103,9 +104,13 @@ static centry *cache_find(const char *key, size_t keylen) {
   return e;
 }
 
-static centry *jit_acquire(const ir_func *f, ir_error *err) {
+/* The kernel of f, compiled or from the cache. A forward kernel is read
+ * at the row pos (every model is causal, see runtime.h): it computes its
+ * first layer's attention and scans only up to that row
+ * (cg_options.rows_to_pos). */
+static centry *jit_acquire(const ir_func *f, bool train, ir_error *err) {
   size_t keylen;
-  char *key = cache_key(f, &keylen);
+  char *key = cache_key(f, train, &keylen);
   pthread_mutex_lock(&cache_lock);
   centry *e;
   while ((e = cache_find(key, keylen)) && !e->cg)
@@ -119,7 +124,7 @@ static centry *jit_acquire(const ir_func *f, ir_error *err) {
     *e = (centry){.key = key, .keylen = keylen, .refs = 1, .next = cache};
     cache = e;
     pthread_mutex_unlock(&cache_lock);
-    cg_module *cg = cg_compile(f, NULL, err);
+    cg_module *cg = cg_compile(f, &(cg_options){.rows_to_pos = !train}, err);
     pthread_mutex_lock(&cache_lock);
     if (cg) {
       cache_misses++;
@@ -311,7 +316,7 @@ static kernel *kernel_new(rt_model *m, ir_func *f, int len, bool train,
   k->train = train;
   k->f = f;
   if (m->backend == RT_BACKEND_JIT) {
-    if (!(k->jit = jit_acquire(f, err))) goto fail;
+    if (!(k->jit = jit_acquire(f, train, err))) goto fail;
     k->n_leaves = cg_n_leaves(k->jit->cg);
   } else {
     for (int v = 0; v < f->n_nodes; v++) k->n_leaves += ir_op_is_leaf(f->nodes[v].op) && f->nodes[v].op != IR_OP_FILL;

@@ -262,7 +262,11 @@ void rt_buf_free(rt_buf *b);
  * ceil(L/4): q, 2q, 3q, 4q (>= L), then steps of 2q (6q, 8q, ...), the
  * result capped at 3L when n <= 3L. For L = 64: 16 32 48 64 96 128 160
  * 192; padding wastes at most a third of the work, eight compilations
- * cover a sweep up to 3L. A kernel is compiled when first needed.
+ * cover a sweep up to 3L. A kernel is compiled when first needed. Its
+ * heaviest parts stop at the row read (cg_options.rows_to_pos): the
+ * first layer's causal attention (scores, softmax, weighted values) and
+ * scans whose whole output is read, so padding costs there only the
+ * row-wise work.
  *
  * JIT kernels are cached for the process, keyed by the printed IR of the
  * compiled function plus its consts' data: a second model with the same

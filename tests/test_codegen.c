@@ -1048,6 +1048,103 @@ static void causal_skips_masked_half(void **state) {
   }
 }
 
+/* One causal attention layer over h [L, d] (weights named by layer). */
+static int attention_block(ir_func *f, int h, int d, int layer) {
+  char n[3][32];
+  for (int i = 0; i < 3; i++) snprintf(n[i], sizeof n[i], "l%d.w%c.weight", layer, "qkv"[i]);
+  int q = linear(f, h, param(f, n[0], F(d, d))), k = linear(f, h, param(f, n[1], F(d, d)));
+  int v = linear(f, h, param(f, n[2], F(d, d)));
+  int s = bin(f, IR_OP_DIV, mm(f, q, k, 0, 1), fill(f, sqrt(d), F(1)));
+  int p = op1(f, IR_OP_SOFTMAX, s, (ir_attrs){.causal = true});
+  return bin(f, IR_OP_ADD, h, mm(f, p, v, 0, 0));
+}
+
+/* Runs m on leaves made from seed with an arena of NaNs (a stale row that
+ * a kernel reads would show), into outs (one buffer per output). */
+static void run_seeded(const ir_func *f, cg_module *m, uint64_t seed, int pos, float **outs) {
+  uint64_t keep = rng;
+  rng = seed;
+  int nl = cg_n_leaves(m);
+  const void **jl = calloc((size_t)nl + 1, sizeof *jl);
+  double *buf = NULL;
+  for (int i = 0; i < nl; i++) {
+    const ir_node *n = &f->nodes[cg_leaf_node(m, i)];
+    if (n->op == IR_OP_CONST && n->data) continue; /* cg_run uses n->data */
+    int64_t cnt = ir_numel(&n->type);
+    buf = realloc(buf, sizeof(double) * (size_t)cnt);
+    gen_leaf(n, 0, buf);
+    void *p = malloc(4 * (size_t)cnt);
+    for (int64_t k = 0; k < cnt; k++) {
+      if (n->type.dtype == IR_I32) ((int32_t *)p)[k] = pos;
+      else ((float *)p)[k] = (float)buf[k];
+    }
+    jl[i] = p;
+  }
+  void *arena = cg_arena_new(m);
+  memset(arena, 0xFF, cg_arena_size(m));
+  assert_int_equal(cg_run(m, jl, (void *const *)outs, arena), 0);
+  for (int i = 0; i < nl; i++) free((void *)jl[i]);
+  free(jl), free(buf), free(arena);
+  rng = keep;
+}
+
+/* rows_to_pos: an evaluation kernel of a causal model (two attention
+ * layers, the second cut to the row read by the demand pass; a scan read
+ * whole) computes the first layer's scores, softmax, weighted values and
+ * the scan only up to the row read, and writes zeros after it; the
+ * outputs are bit for bit those of the kernel without it, at every row,
+ * with the arena full of NaNs (the second layer's masked keys read the
+ * first layer's rows after p: zeros, never stale values). Lengths below
+ * and above the softmax's row grouping (128) and the matmul's row
+ * blocks. */
+static void upto_the_row_read(void **state) {
+  (void)state;
+  static const int lens[] = {5, 13, 130};
+  for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+    int L = lens[li], d = 8, Ex = 16, N = 4;
+    ir_func *f = ir_func_new();
+    int pos = input(f, "pos", IS);
+    int h = attention_block(f, attention_block(f, input(f, "x", F(L, d)), d, 0), d, 1);
+    out(f, "att", op2(f, IR_OP_SELECT_ROW, h, pos, (ir_attrs){0}));
+    int u = input(f, "u", F(L, Ex)), dl = un(f, IR_OP_SOFTPLUS, input(f, "d", F(L, Ex)));
+    int A = un(f, IR_OP_NEG, un(f, IR_OP_EXP, input(f, "A_log", F(Ex, N))));
+    int in[4] = {u, dl, A, input(f, "bc", F(L, 2 * N))};
+    int y = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
+    in[0] = un(f, IR_OP_SILU, y); /* a second scan, read at the row */
+    y = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
+    out(f, "scan", op2(f, IR_OP_SELECT_ROW, y, pos, (ir_attrs){0}));
+    ir_func *dm = ir_pass_demand(f, &E), *g = dm ? ir_optimize(dm, NULL, &E) : NULL;
+    if (!g) fail_msg("demand: %s", E.msg);
+    cg_module *m[2];
+    for (int k = 0; k < 2; k++) {
+      m[k] = cg_compile(g, &(cg_options){.rows_to_pos = k}, &E);
+      if (!m[k]) fail_msg("compile: %s", E.msg);
+    }
+    /* the first layer's scores, softmax and values, the scan */
+    assert_int_equal(cg_module_stats(m[0])->n_upto, 0);
+    assert_int_equal(cg_module_stats(m[1])->n_upto, 4);
+    int ps[] = {0, 1, L / 2, L - 2, L - 1};
+    for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
+      float *o[2][2];
+      for (int k = 0; k < 2; k++) {
+        for (int j = 0; j < 2; j++) o[k][j] = calloc(Ex + 1, sizeof(float));
+        run_seeded(g, m[k], 1000 + li, ps[pi], o[k]);
+      }
+      for (int j = 0; j < 2; j++) {
+        int n = j ? Ex : d;
+        for (int i = 0; i < n; i++)
+          if (memcmp(&o[0][j][i], &o[1][j][i], sizeof(float)) || !isfinite(o[1][j][i]))
+            fail_msg("L %d, row %d, output %d[%d]: %.9g without, %.9g up to the row", L,
+                     ps[pi], j, i, o[0][j][i], o[1][j][i]);
+      }
+      for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 2; j++) free(o[k][j]);
+    }
+    for (int k = 0; k < 2; k++) cg_free(m[k]);
+    ir_func_free(g), ir_func_free(dm), ir_func_free(f);
+  }
+}
+
 /* The gradient function (ad_grad) of each composite, compiled. */
 static void gradients_match(void **state) {
   (void)state;
@@ -1706,6 +1803,7 @@ int main(void) {
       cmocka_unit_test(fused_chain_matches),
       cmocka_unit_test(fusion_corners),
       cmocka_unit_test(twins_share_a_function),
+      cmocka_unit_test(upto_the_row_read),
       cmocka_unit_test(arena_reuses_slots),
       cmocka_unit_test(concat_in_place),
       cmocka_unit_test(scan_partial_rows),
