@@ -505,7 +505,7 @@ static void second_signal_exits_at_once(void **state) {
         (r < 0 || path_exists("%s/runs/%s", dir, runs[i])))
       r = i;
   assert_true(r >= 0);
-  char run_dir[512];
+  char run_dir[320];
   snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, runs[r]);
   if (!path_exists("%s", run_dir)) assert_int_equal(mkdir(run_dir, 0777), 0);
   snprintf(path[1], sizeof path[1], "%s/train.csv.tmp.99999.8", run_dir);
