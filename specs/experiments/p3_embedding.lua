@@ -14,7 +14,9 @@
 -- at once): M 4 reaches 0.99 in all three seeds, at steps 2200, 2400 and
 -- 2600 (~100 s a run); M 8 is at 0.08, 0.33 and 0.41 at step 3000 and
 -- M 16 at 0.07-0.14: converging there takes well beyond 3000 steps,
--- ~2 min of training per 3000 steps and run.
+-- ~2 min of training per 3000 steps and run. The learning rate matters
+-- there: M 8 at step 3000 (seeds 1 and 2) reads 0.25-0.31 at lr 5e-4,
+-- 0.33-0.41 at 1e-3 and 0.78-0.79 at 2e-3.
 --   recall run specs/experiments/p3_embedding.lua [-j 2] [--set L=32]
 return {
   name = "p3_embedding",
