@@ -103,13 +103,14 @@ typedef struct {
                          the caller's mode restored on return): the
                          gradients that decay back through the scan
                          otherwise make whole loops ~10x slower */
-  bool rows_to_pos;   /* f is a causal model's forward, its outputs read
-                         at the one row that select_row takes from an i32
-                         input p (an evaluation kernel, a sequence padded
-                         to its bucket): the first layer's causal attention
-                         and whole-sequence scans then stop at row p, and
+  bool rows_to_pos;   /* f is a causal model's forward whose outputs
+                         depend on the sequence only through the row that
+                         its select_rows take from one i32 input p (an
+                         evaluation kernel, a sequence padded to its
+                         bucket): the first layer's causal attention and
+                         whole-sequence scans then stop at row p, and
                          their rows after p are zeros. The outputs are the
-                         same as without it for any causal model. */
+                         same as without it for any such function. */
   int compile_threads; /* split the kernel into this many modules,
                          optimised and compiled on threads of their own
                          (0: $RECALL_COMPILE_THREADS, else one per CPU, at

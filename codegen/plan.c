@@ -306,15 +306,6 @@ static int read_leaf(const ir_func *f, const cg_plan *p, const bool *live) {
   return at;
 }
 
-/* upto (cgint.h): a causal model's evaluation kernel reads one row p, so
- * no row after it matters. The work that grows with the square of the
- * length or runs through every position stops there: a causal softmax
- * over as many keys as query rows (a first layer's attention), the
- * matmuls into it (scores) and out of it (weights times values), and a
- * scan whose whole output is read (a first layer's; the last layer's
- * already stops at p, read_at). Each writes zeros after row p, which
- * its users then read as they read any row: row by row, or masked.
- * Outputs stay whole. */
 /* Every user of v is an upto softmax, or an elementwise op on the way to
  * one (cgint.h lower: a scaling of the scores). */
 static bool feeds_upto(const ir_func *f, const cg_plan *p, int v, int **users,
@@ -328,6 +319,15 @@ static bool feeds_upto(const ir_func *f, const cg_plan *p, int v, int **users,
   return ok;
 }
 
+/* upto (cgint.h): a causal model's evaluation kernel reads one row p, so
+ * no row after it matters. The work that grows with the square of the
+ * length or runs through every position stops there: a causal softmax
+ * over as many keys as query rows (a first layer's attention), the
+ * matmuls into it (scores) and out of it (weights times values), and a
+ * scan whose whole output is read (a first layer's; the last layer's
+ * already stops at p, read_at). Each writes zeros after row p, which
+ * its users then read as they read any row: row by row, or masked.
+ * Outputs stay whole. */
 static void mark_upto(const ir_func *f, cg_plan *p, const bool *is_out, int **users,
                       const int *n_users) {
   for (int v = 0; v < f->n_nodes; v++) {
