@@ -16,7 +16,9 @@
 -- M 16 at 0.07-0.14: converging there takes well beyond 3000 steps,
 -- ~2 min of training per 3000 steps and run. The learning rate matters
 -- there: M 8 at step 3000 (seeds 1 and 2) reads 0.25-0.31 at lr 5e-4,
--- 0.33-0.41 at 1e-3 and 0.78-0.79 at 2e-3.
+-- 0.33-0.41 at 1e-3 and 0.78-0.79 at 2e-3; at 2e-3, M 4 reaches 0.99
+-- in one seed of two by step 2400 (0.73 in the other at 3000, where
+-- 1e-3 converged by 2600) and M 16 stays at chance (0.09) in both.
 --   recall run specs/experiments/p3_embedding.lua [-j 2] [--set L=32]
 return {
   name = "p3_embedding",
