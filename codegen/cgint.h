@@ -115,6 +115,8 @@ typedef struct {
   int *fn_unit;       /* unit of fns[i] */
   int n_units, unit;  /* C, M, B and the types are unit `unit`'s */
   bool ftz; /* the kernel runs with denormals flushed (cg_ftz_begin) */
+  bool avx2; /* the target is the host and has AVX2: x86 intrinsics may
+                replace generic forms the backend lowers less well */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
 } cg_ctx;
@@ -128,7 +130,7 @@ typedef struct {
  * the cycles it took. */
 int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
-             int *n_loops, int *n_fns, ir_error *err);
+             bool avx2, int *n_loops, int *n_fns, ir_error *err);
 
 /* constants and types */
 LLVMValueRef cg_i64(cg_ctx *c, int64_t v);

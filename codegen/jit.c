@@ -92,6 +92,21 @@ static LLVMTargetMachineRef make_tm(const char *cpu, ir_error *err) {
   return tm;
 }
 
+/* Whether the host is x86-64 with AVX2 (LLVM's view of its features). */
+static bool host_avx2;
+static void probe_host(void) {
+  char *triple = LLVMGetDefaultTargetTriple(), *feat = LLVMGetHostCPUFeatures();
+  const char *f = strstr(feat, "+avx2");
+  host_avx2 = !strncmp(triple, "x86_64", 6) && f && (f[5] == ',' || !f[5]);
+  LLVMDisposeMessage(feat);
+  LLVMDisposeMessage(triple);
+}
+static bool has_avx2(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, probe_host);
+  return host_avx2;
+}
+
 static int jit_init(ir_error *err) {
   if (jit) return 0;
   pthread_once(&targets_once, init_targets);
@@ -168,8 +183,11 @@ static int build(const ir_func *f, const cg_options *opt, int n,
     LLVMSetModuleDataLayout(units[u].M, dl);
   }
   int loops = 0, fns = 0;
+  /* x86 intrinsics only for the host: a named cpu's features are not
+   * known here (its code takes the generic forms) */
+  bool avx2 = !(opt && opt->cpu) && has_avx2();
   if (cg_lower(f, plan, n, units, name, opt && opt->profile,
-               !(opt && opt->denormals), &loops, &fns, err)) {
+               !(opt && opt->denormals), avx2, &loops, &fns, err)) {
     for (int u = 0; u < n; u++) LLVMDisposeModule(units[u].M);
     cg_plan_free(plan);
     return -1;
