@@ -164,6 +164,9 @@ void cg_store(cg_ctx *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
 LLVMValueRef cg_loadf(cg_ctx *c, LLVMValueRef base, LLVMValueRef idx);
 void cg_zero(cg_ctx *c, LLVMValueRef base, int64_t numel);
 void cg_memcpy(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t numel);
+/* The row an i32 leaf names (a kernel read at a run-time row), clamped
+ * to 0..R-1 (select_row counts one out of range). */
+LLVMValueRef cg_read_row(cg_ctx *c, int leaf, int64_t R);
 /* For an upto node (cg_node_plan) of R rows: the rows to compute, the row
  * read (cg_plan.upto_at) + 1, clamped to 1..R. */
 LLVMValueRef cg_upto_rows(cg_ctx *c, int64_t R);

@@ -98,10 +98,14 @@ void cg_zero(cg_ctx *c, LLVMValueRef base, int64_t numel) {
                   cg_i64(c, 4 * numel), 4);
 }
 
-LLVMValueRef cg_upto_rows(cg_ctx *c, int64_t R) {
-  LLVMValueRef p = cg_load(c, c->i32, cg_ptr(c, c->p->upto_at), cg_i64(c, 0));
+LLVMValueRef cg_read_row(cg_ctx *c, int leaf, int64_t R) {
+  LLVMValueRef p = cg_load(c, c->i32, cg_ptr(c, leaf), cg_i64(c, 0));
   p = LLVMBuildSExt(c->B, p, c->i64, "");
-  return cg_addk(c, cg_imin(c, cg_imax(c, p, cg_i64(c, 0)), cg_i64(c, R - 1)), 1);
+  return cg_imin(c, cg_imax(c, p, cg_i64(c, 0)), cg_i64(c, R - 1));
+}
+
+LLVMValueRef cg_upto_rows(cg_ctx *c, int64_t R) {
+  return cg_addk(c, cg_read_row(c, c->p->upto_at, R), 1);
 }
 
 void cg_zero_rows(cg_ctx *c, LLVMValueRef base, LLVMValueRef from, int64_t R, int64_t C) {

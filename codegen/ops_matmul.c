@@ -295,19 +295,16 @@ void cg_emit_matmul(cg_ctx *c, int v) {
    * weight gradients of attention at d 8 took two, overlapping, 40%
    * slower); more rows stay in blocks of RB, finer for the causal skip. */
   int rb = m.N <= VW && m.M <= 2 * RB ? (int)m.M : RB;
-  if (m.M >= rb && qo->upto && !g.swap) {
-    /* rows up to the one read (plan.c upto), whole blocks of them; the
-     * rest zeros */
-    LLVMValueRef nr = cg_upto_rows(c, m.M);
-    LLVMValueRef nblk = LLVMBuildUDiv(c->B, cg_addk(c, nr, rb - 1), cg_i64(c, rb), "");
-    LLVMValueRef ib = cg_for(c, &li, cg_i64(c, 0), nblk);
+  if (m.M >= rb) {
+    /* upto (plan.c): the blocks up to the row read, the rows after them zeros */
+    LLVMValueRef nblk = NULL;
+    if (qo->upto && !g.swap)
+      nblk = LLVMBuildUDiv(c->B, cg_addk(c, cg_upto_rows(c, m.M), rb - 1), cg_i64(c, rb), "");
+    LLVMValueRef ib = nblk ? cg_for(c, &li, cg_i64(c, 0), nblk)
+                           : cg_forn(c, &li, (m.M + rb - 1) / rb);
     row_block(c, &m, &k, rb, cg_imin(c, cg_mulk(c, ib, rb), cg_i64(c, m.M - rb)));
     cg_endfor(c, &li);
-    cg_zero_rows(c, m.po, cg_imin(c, cg_mulk(c, nblk, rb), cg_i64(c, m.M)), m.M, m.N);
-  } else if (m.M >= rb) {
-    LLVMValueRef ib = cg_forn(c, &li, (m.M + rb - 1) / rb);
-    row_block(c, &m, &k, rb, cg_imin(c, cg_mulk(c, ib, rb), cg_i64(c, m.M - rb)));
-    cg_endfor(c, &li);
+    if (nblk) cg_zero_rows(c, m.po, cg_imin(c, cg_mulk(c, nblk, rb), cg_i64(c, m.M)), m.M, m.N);
   } else {
     row_block(c, &m, &k, (int)m.M, cg_i64(c, 0));
   }

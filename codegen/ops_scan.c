@@ -185,6 +185,16 @@ static void y_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   cg_vstore(c, get(c, yacc), w->py, cg_add(c, cg_mulk(c, w->t, w->E), e0));
 }
 
+/* Steps t0 <= t < t1 of the recurrence (t1 may be known only when the
+ * kernel runs): the decays, then the states (and y where w->py is set). */
+static void steps(cg_ctx *c, sweep *w, LLVMValueRef t0, LLVMValueRef t1) {
+  cg_loop lt;
+  w->t = cg_for(c, &lt, t0, t1);
+  blocks(c, w->E, FWD_VW, decay_block, w);
+  blocks(c, w->E, FWD_VW, fwd_block, w);
+  cg_endfor(c, &lt);
+}
+
 /* Only row p of y is read, p known when the kernel runs (an evaluation
  * kernel's last layer, a sequence padded to its bucket): the steps up to
  * p without y, then y at p. The steps after p are not needed at all.
@@ -194,17 +204,15 @@ static void fwd_sweep_to(cg_ctx *c, sweep *w, LLVMValueRef p) {
   cg_zero(c, w->pH, w->N * w->E);
   LLVMValueRef py = w->py;
   w->py = NULL;
-  cg_loop lt;
-  w->t = cg_for(c, &lt, cg_i64(c, 0), cg_addk(c, p, 1));
-  blocks(c, w->E, FWD_VW, decay_block, w);
-  blocks(c, w->E, FWD_VW, fwd_block, w);
-  cg_endfor(c, &lt);
+  steps(c, w, cg_i64(c, 0), cg_addk(c, p, 1));
   w->py = py, w->t = p;
   blocks(c, w->E, FWD_VW, y_block, w);
 }
 
-/* Steps [0, y_from) without y (no row of it is read), then the rest. */
-static void fwd_sweep(cg_ctx *c, sweep *w) {
+/* Steps [0, y_from) without y (no row of it is read), then the rest; all
+ * of them, or (end) those before row end <= L, known when the kernel
+ * runs. */
+static void fwd_sweep(cg_ctx *c, sweep *w, LLVMValueRef end) {
   cg_zero(c, w->pH, w->N * w->E);
   LLVMValueRef py = w->py;
   int64_t from = py ? w->y_from : w->L;
@@ -212,11 +220,9 @@ static void fwd_sweep(cg_ctx *c, sweep *w) {
     int64_t t0 = part ? from : 0, t1 = part ? w->L : from;
     if (t0 == t1) continue;
     w->py = part ? py : NULL;
-    cg_loop lt;
-    w->t = cg_for(c, &lt, cg_i64(c, t0), cg_i64(c, t1));
-    blocks(c, w->E, FWD_VW, decay_block, w);
-    blocks(c, w->E, FWD_VW, fwd_block, w);
-    cg_endfor(c, &lt);
+    LLVMValueRef hi = cg_i64(c, t1);
+    if (end) hi = t1 == w->L ? end : cg_imin(c, end, hi);
+    steps(c, w, cg_i64(c, t0), hi);
   }
   w->py = py;
 }
@@ -240,20 +246,13 @@ void cg_emit_scan(cg_ctx *c, int v) {
   }
   transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
   if (q->read_at >= 0 && q->pair < 0) { /* the row, clamped (select_row counts it) */
-    LLVMValueRef p = LLVMBuildSExt(c->B, cg_load(c, c->i32, cg_ptr(c, q->read_at), cg_i64(c, 0)),
-                                   c->i64, "");
-    fwd_sweep_to(c, &w, cg_imin(c, cg_imax(c, p, cg_i64(c, 0)), cg_i64(c, w.L - 1)));
+    fwd_sweep_to(c, &w, cg_read_row(c, q->read_at, w.L));
   } else if (q->upto) { /* every row up to the one read (plan.c), then zeros */
     LLVMValueRef nr = cg_upto_rows(c, w.L);
-    cg_zero(c, w.pH, w.N * w.E);
-    cg_loop lt;
-    w.t = cg_for(c, &lt, cg_i64(c, 0), nr);
-    blocks(c, w.E, FWD_VW, decay_block, &w);
-    blocks(c, w.E, FWD_VW, fwd_block, &w);
-    cg_endfor(c, &lt);
+    fwd_sweep(c, &w, nr);
     cg_zero_rows(c, w.py, nr, w.L, w.E);
   } else {
-    fwd_sweep(c, &w);
+    fwd_sweep(c, &w, NULL);
   }
 }
 
@@ -410,7 +409,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   } else {
     w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
     w.nonpos = ud->op == IR_OP_CONCAT && nonneg(c->f, ud->in[1]) && nonpos(c->f, n->in[1]);
-    fwd_sweep(c, &w);
+    fwd_sweep(c, &w, NULL);
   }
   /* outputs: du [L,E], ddelta [L,E], dA [E,N], dbc [L,2N] */
   w.pdu = po, w.pdd = cg_gep(c, c->f32, po, cg_i64(c, L * E));

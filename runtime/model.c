@@ -83,7 +83,8 @@ static void bytes_append(char **s, size_t *len, size_t *cap, const void *p,
 static char *cache_key(const ir_func *f, bool train, size_t *keylen) {
   char *text = ir_print_str(f);
   size_t len = strlen(text), cap = len + 1;
-  bytes_append(&text, &len, &cap, train ? "\ntrain" : "\nforward", train ? 6 : 8);
+  const char *kind = train ? "\ntrain" : "\nforward"; /* compiled apart (jit_acquire) */
+  bytes_append(&text, &len, &cap, kind, strlen(kind));
   for (int v = 0; v < f->n_nodes; v++) {
     const ir_node *n = &f->nodes[v];
     if (n->op != IR_OP_CONST || !n->data) continue;
