@@ -15,11 +15,13 @@
  * a row's sweeps are short chains, each waiting on the last's horizontal
  * max or sum, and four rows' chains overlap (in-process A/B, transformer
  * d 8 evaluation kernel: softmax -21% and the kernel -10% at 192 rows,
- * the kernel -5% at 128, -3% at 64); each row's
- * sweep code is emitted once per row of the group, which costs compile
- * time (+23% for the transformer d 8 training kernel at 64 rows): so
- * only for the long rows of evaluation buckets. */
-enum { VW = 8, ROWS = 4, ROWS_FROM = 128 };
+ * the kernel -5% at 128, -3% at 64, on an AMD Zen 3 VM; on an Intel
+ * Xeon with AVX-512 the training kernel's 64-row softmax -37% and the
+ * kernel -10%, the forward at 64 rows -17%). Each row's sweep code is
+ * emitted once per row of the group, which costs compile time (the
+ * transformer d 8 training kernel 107 -> 135 ms there; eight rows at a
+ * time: -12%, 150 ms): not for the short rows of the smallest buckets. */
+enum { VW = 8, ROWS = 4, ROWS_FROM = 32 };
 
 typedef struct {
   LLVMValueRef px, po, row, cnt; /* input, output, row offset, kept keys */
