@@ -86,6 +86,10 @@ typedef struct {
 } cg_unit;
 
 
+/* x86 vector extensions beyond the baseline, each level implying the
+ * ones before it (ordered: code tests isa >= CG_ISA_AVX2). */
+typedef enum { CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512 } cg_isa;
+
 /* A node function's key (emit.c: twins share one function). */
 typedef struct {
   char *bytes;
@@ -115,8 +119,9 @@ typedef struct {
   int *fn_unit;       /* unit of fns[i] */
   int n_units, unit;  /* C, M, B and the types are unit `unit`'s */
   bool ftz; /* the kernel runs with denormals flushed (cg_ftz_begin) */
-  bool avx2; /* the target is the host and has AVX2: x86 intrinsics may
-                replace generic forms the backend lowers less well */
+  cg_isa isa; /* what the host has, when the target is the host: x86
+                 intrinsics may replace generic forms the backend
+                 lowers less well */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
 } cg_ctx;
@@ -130,7 +135,7 @@ typedef struct {
  * the cycles it took. */
 int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
-             bool avx2, int *n_loops, int *n_fns, ir_error *err);
+             cg_isa isa, int *n_loops, int *n_fns, ir_error *err);
 
 /* constants and types */
 LLVMValueRef cg_i64(cg_ctx *c, int64_t v);

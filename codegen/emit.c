@@ -670,8 +670,8 @@ static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
 
 int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
-             bool avx2, int *n_loops, int *n_fns, ir_error *err) {
-  cg_ctx c = {.f = f, .p = p, .ftz = ftz, .avx2 = avx2, .units = units, .n_units = n_units};
+             cg_isa isa, int *n_loops, int *n_fns, ir_error *err) {
+  cg_ctx c = {.f = f, .p = p, .ftz = ftz, .isa = isa, .units = units, .n_units = n_units};
   c.builders = malloc(sizeof *c.builders * (size_t)n_units);
   c.unit_load = calloc((size_t)n_units, sizeof *c.unit_load);
   if (!c.builders || !c.unit_load) abort();

@@ -92,19 +92,29 @@ static LLVMTargetMachineRef make_tm(const char *cpu, ir_error *err) {
   return tm;
 }
 
-/* Whether the host is x86-64 with AVX2 (LLVM's view of its features). */
-static bool host_avx2;
+/* Whether LLVM's list of the host's features has "+name". */
+static bool has_feature(const char *feat, const char *name) {
+  size_t n = strlen(name);
+  for (const char *f = feat; (f = strstr(f, name)); f += n)
+    if (f > feat && f[-1] == '+' && (f[n] == ',' || !f[n])) return true;
+  return false;
+}
+
+/* The host's x86 level (LLVM's view of its features). AVX-512 needs VL
+ * too (mathfn.c uses its 256-bit forms). */
+static cg_isa host_isa_level;
 static void probe_host(void) {
   char *triple = LLVMGetDefaultTargetTriple(), *feat = LLVMGetHostCPUFeatures();
-  const char *f = strstr(feat, "+avx2");
-  host_avx2 = !strncmp(triple, "x86_64", 6) && f && (f[5] == ',' || !f[5]);
+  if (!strncmp(triple, "x86_64", 6) && has_feature(feat, "avx2"))
+    host_isa_level = has_feature(feat, "avx512f") && has_feature(feat, "avx512vl")
+                         ? CG_ISA_AVX512 : CG_ISA_AVX2;
   LLVMDisposeMessage(feat);
   LLVMDisposeMessage(triple);
 }
-static bool has_avx2(void) {
+static cg_isa host_isa(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, probe_host);
-  return host_avx2;
+  return host_isa_level;
 }
 
 static int jit_init(ir_error *err) {
@@ -185,9 +195,9 @@ static int build(const ir_func *f, const cg_options *opt, int n,
   int loops = 0, fns = 0;
   /* x86 intrinsics only for the host: a named cpu's features are not
    * known here (its code takes the generic forms) */
-  bool avx2 = !(opt && opt->cpu) && has_avx2();
+  cg_isa isa = opt && opt->cpu ? CG_ISA_GENERIC : host_isa();
   if (cg_lower(f, plan, n, units, name, opt && opt->profile,
-               !(opt && opt->denormals), avx2, &loops, &fns, err)) {
+               !(opt && opt->denormals), isa, &loops, &fns, err)) {
     for (int u = 0; u < n; u++) LLVMDisposeModule(units[u].M);
     cg_plan_free(plan);
     return -1;
