@@ -122,6 +122,7 @@ typedef struct {
   cg_isa isa; /* what the host has, when the target is the host: x86
                  intrinsics may replace generic forms the backend
                  lowers less well */
+  bool wide_matmul; /* matmuls may use 16 lanes (ops_matmul.c) */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
 } cg_ctx;
@@ -259,6 +260,7 @@ void cg_emit_group(cg_ctx *c, int root);          /* ops_ew.c */
 void cg_emit_reduce(cg_ctx *c, int v);
 void cg_emit_matmul(cg_ctx *c, int v);            /* ops_matmul.c */
 int64_t cg_matmul_scratch(const ir_func *f, int v); /* bytes for B' */
+bool cg_matmul_wide(const ir_func *f, const cg_plan *p); /* for an AVX-512 host */
 void cg_emit_softmax(cg_ctx *c, int v);           /* ops_linalg.c */
 void cg_emit_pad(cg_ctx *c, int v);               /* ops_layout.c */
 void cg_emit_concat(cg_ctx *c, int v);

@@ -671,7 +671,8 @@ static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
 int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
              cg_isa isa, int *n_loops, int *n_fns, ir_error *err) {
-  cg_ctx c = {.f = f, .p = p, .ftz = ftz, .isa = isa, .units = units, .n_units = n_units};
+  cg_ctx c = {.f = f, .p = p, .ftz = ftz, .isa = isa, .units = units, .n_units = n_units,
+              .wide_matmul = isa >= CG_ISA_AVX512 && cg_matmul_wide(f, p)};
   c.builders = malloc(sizeof *c.builders * (size_t)n_units);
   c.unit_load = calloc((size_t)n_units, sizeof *c.unit_load);
   if (!c.builders || !c.unit_load) abort();

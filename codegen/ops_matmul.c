@@ -3,7 +3,8 @@
  * registers while p runs over the inner dimension, each step one splat of
  * A(i,p) per row, one load of B(p, cols) per vector and RB*U FMAs. LLVM's
  * vectoriser cannot find this blocking by itself (it would need to unroll
- * and promote the output row).
+ * and promote the output row). VW is 8 lanes; 16 (ZW) on an AVX-512 host
+ * where N allows and the kernel gains (cg_matmul_wide).
  *
  * B is read row-major [K, N] with its rows contiguous over columns. When B
  * is stored transposed (tb) or N is not a multiple of VW, it is first
@@ -19,10 +20,11 @@
 /* RB rows x 2 vectors: 12 accumulators, more than the 8 that two FMA
  * units of latency 4 need in flight, so a late load does not stall
  * (mamba d 64: the matmuls ~10% faster than with 4 rows). */
-enum { VW = 8, RB = 6 };
+enum { VW = 8, ZW = 16, RB = 6 };
 
 typedef struct {
   LLVMTypeRef vt;
+  int vw; /* lanes of vt: VW, or ZW on an AVX-512 host where N allows */
   LLVMValueRef pa, pb, po; /* A, B (or its copy), out, at this batch */
   int64_t M, N, K, ldb;
   bool ta;
@@ -32,7 +34,7 @@ typedef struct {
 static LLVMValueRef splat(cg_ctx *c, mm *m, LLVMValueRef x) {
   LLVMValueRef v = LLVMBuildInsertElement(c->B, LLVMGetPoison(m->vt), x,
                                           cg_i32c(c, 0), "");
-  LLVMValueRef zero = LLVMConstNull(LLVMVectorType(c->i32, VW));
+  LLVMValueRef zero = LLVMConstNull(LLVMVectorType(c->i32, (unsigned)m->vw));
   return LLVMBuildShuffleVector(c->B, v, LLVMGetPoison(m->vt), zero, "");
 }
 
@@ -53,7 +55,7 @@ static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
   LLVMValueRef p = m->p0 ? cg_for(c, &lp, m->p0, m->p1) : cg_forn(c, &lp, m->K);
   LLVMValueRef bv[2];
   for (int k = 0; k < u; k++)
-    bv[k] = vload(c, m, m->pb, cg_add(c, cg_mulk(c, p, m->ldb), cg_addk(c, j0, k * VW)));
+    bv[k] = vload(c, m, m->pb, cg_add(c, cg_mulk(c, p, m->ldb), cg_addk(c, j0, k * m->vw)));
   for (int r = 0; r < rows; r++) {
     LLVMValueRef i = cg_addk(c, i0, r);
     LLVMValueRef ai = m->ta ? cg_add(c, cg_mulk(c, p, m->M), i)
@@ -69,7 +71,7 @@ static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
     LLVMValueRef orow = cg_mulk(c, cg_addk(c, i0, r), m->N);
     for (int k = 0; k < u; k++) {
       LLVMValueRef v = LLVMBuildLoad2(c->B, m->vt, acc[r][k], "");
-      LLVMValueRef at = cg_add(c, orow, cg_addk(c, j0, k * VW));
+      LLVMValueRef at = cg_add(c, orow, cg_addk(c, j0, k * m->vw));
       if (k == u - 1 && part > 0) {
         for (int e = 0; e < part; e++)
           cg_store(c, LLVMBuildExtractElement(c->B, v, cg_i32c(c, e), ""), m->po,
@@ -105,30 +107,31 @@ static void inner_range(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRe
 
 /* All column blocks of the rows from i0 (rows <= 2 RB, see the caller). */
 static void row_block(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef i0) {
-  int64_t nv = m->N / VW, part = m->N % VW, pairs = nv / 2;
+  int vw = m->vw;
+  int64_t nv = m->N / vw, part = m->N % vw, pairs = nv / 2;
   inner_range(c, m, k, rows, i0);
   if (pairs > 0 && k->lower) { /* the pairs holding a column < i0 + rows + off */
     cg_loop lj, lr, lz;
-    LLVMValueRef need = cg_addk(c, i0, rows + k->off_o + 2 * VW - 1);
-    LLVMValueRef end = LLVMBuildSDiv(c->B, cg_imax(c, need, cg_i64(c, 0)), cg_i64(c, 2 * VW), "");
+    LLVMValueRef need = cg_addk(c, i0, rows + k->off_o + 2 * vw - 1);
+    LLVMValueRef end = LLVMBuildSDiv(c->B, cg_imax(c, need, cg_i64(c, 0)), cg_i64(c, 2 * vw), "");
     end = cg_imin(c, end, cg_i64(c, pairs));
     LLVMValueRef jb = cg_for(c, &lj, cg_i64(c, 0), end);
-    tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * VW), 0);
+    tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * vw), 0);
     cg_endfor(c, &lj);
     LLVMValueRef r = cg_forn(c, &lr, rows);
     LLVMValueRef row = cg_mulk(c, cg_add(c, i0, r), m->N);
-    LLVMValueRef j = cg_for(c, &lz, cg_mulk(c, end, 2 * VW), cg_i64(c, pairs * 2 * VW));
+    LLVMValueRef j = cg_for(c, &lz, cg_mulk(c, end, 2 * vw), cg_i64(c, pairs * 2 * vw));
     cg_store(c, cg_f32c(c, 0.0), m->po, cg_add(c, row, j));
     cg_endfor(c, &lz);
     cg_endfor(c, &lr);
   } else if (pairs > 0) {
     cg_loop lj;
     LLVMValueRef jb = cg_forn(c, &lj, pairs);
-    tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * VW), 0);
+    tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * vw), 0);
     cg_endfor(c, &lj);
   }
-  if (nv % 2) tile(c, m, rows, 1, i0, cg_i64(c, pairs * 2 * VW), 0);
-  if (part) tile(c, m, rows, 1, i0, cg_i64(c, nv * VW), (int)part);
+  if (nv % 2) tile(c, m, rows, 1, i0, cg_i64(c, pairs * 2 * vw), 0);
+  if (part) tile(c, m, rows, 1, i0, cg_i64(c, nv * vw), (int)part);
 }
 
 /* The product as computed: out [M, N] = op(A) op(B) over K, each batch.
@@ -225,6 +228,30 @@ static void transpose8(cg_ctx *c, LLVMValueRef src, LLVMValueRef at, int64_t ld_
   }
 }
 
+/* 16 lanes where whole rows of them fit (N % 16 == 0) halve the FMAs,
+ * each ~1.2x the time of an 8-lane one; but 512-bit FMAs lower the
+ * core's clock for all the code around them. Measured on an Intel Xeon
+ * (in-process A/B of the training kernels): mamba d 8 -5%, d 64 -17%,
+ * hybrid d 8 -4%, transformer d 64 -32%, but transformer d 8 +3%, whose
+ * only such matmuls (the scores) are a quarter of its matmul work and
+ * which had no 512-bit code before. So: where the kernel has a scan
+ * (512-bit already, ops_scan.c) or such matmuls do half its matmul
+ * work. */
+bool cg_matmul_wide(const ir_func *f, const cg_plan *p) {
+  double all = 0, wide = 0;
+  for (int v = 0; v < f->n_nodes; v++) {
+    const ir_node *n = &f->nodes[v];
+    if (p->node[v].kind != CG_MAT) continue;
+    if (n->op == IR_OP_SCAN || n->op == IR_OP_SCAN_BWD) return true;
+    if (n->op != IR_OP_MATMUL || use_dot(f, v)) continue;
+    geom g = geometry(f, v);
+    double w = (double)ir_numel(&n->type) * (double)g.K;
+    all += w;
+    if (g.N % ZW == 0) wide += w;
+  }
+  return all > 0 && 2 * wide >= all;
+}
+
 int64_t cg_matmul_scratch(const ir_func *f, int v) {
   geom g = geometry(f, v);
   if (use_dot(f, v) || (!g.tb && g.N % VW == 0)) return 0;
@@ -239,7 +266,9 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   const ir_node *n = &c->f->nodes[v];
   int r = n->type.rank;
   geom g = geometry(c->f, v);
-  mm m = {.vt = LLVMVectorType(c->f32, VW), .ta = g.ta, .M = g.M, .N = g.N, .K = g.K};
+  int vw = c->wide_matmul && g.N % ZW == 0 ? ZW : VW;
+  mm m = {.vt = LLVMVectorType(c->f32, (unsigned)vw), .vw = vw, .ta = g.ta, .M = g.M,
+          .N = g.N, .K = g.K};
   int64_t nb = ir_numel(&n->type) / (m.M * m.N);
   bool copy = cg_matmul_scratch(c->f, v) > 0;
   int64_t npad = (m.N + VW - 1) / VW * VW;
@@ -294,7 +323,7 @@ void cg_emit_matmul(cg_ctx *c, int v) {
    * output one vector wide of up to 2 RB rows is one block (the [8,8]
    * weight gradients of attention at d 8 took two, overlapping, 40%
    * slower); more rows stay in blocks of RB, finer for the causal skip. */
-  int rb = m.N <= VW && m.M <= 2 * RB ? (int)m.M : RB;
+  int rb = m.N <= m.vw && m.M <= 2 * RB ? (int)m.M : RB;
   if (m.M >= rb) {
     /* upto (plan.c): the blocks up to the row read, the rows after them zeros */
     LLVMValueRef nblk = NULL;

@@ -253,7 +253,7 @@ typedef struct {
 
 /* a builder that has not run out of variants by MAXVAR fails the test
  * (guards against one that never returns -1; none is cut silently) */
-enum { MAXVAR = 64 };
+enum { MAXVAR = 80 };
 static const double TOL = 1e-5, TOL_APPROX = 2e-5, TOL_SCAN = 1e-4,
                     TOL_GRAD = 1e-4;
 
@@ -347,11 +347,14 @@ static int b_matmul(ir_func *f, ir_op op, int var) {
   /* {M, K, N, rank}. {3, 13, 10} with tb: dot products along K, a K % 8
    * tail; {16, 16, 24} with tb: B transposed by 8x8 blocks along both
    * axes; N = 1: computed transposed (one row against A); N = 8: rows in
-   * blocks of 12, one block for M = 8, overlapping ones for M = 13 */
+   * blocks of 12, one block for M = 8, overlapping ones for M = 13;
+   * N 16, 32, 48 (and 64): 16-lane vectors on an AVX-512 host (one, a
+   * pair, a pair and one), B transposed by 8x8 blocks into them */
   static const int big[][4] = {{9, 13, 29, 2}, {64, 8, 64, 2}, {1, 16, 8, 2},
                                 {12, 33, 17, 2}, {3, 13, 10, 2}, {16, 16, 24, 2},
                                 {16, 64, 1, 2},  {64, 16, 1, 2}, {9, 5, 1, 3},
-                                {8, 64, 8, 2},   {13, 5, 8, 3}};
+                                {8, 64, 8, 2},   {13, 5, 8, 3},  {13, 16, 16, 2},
+                                {7, 24, 32, 2},  {20, 16, 48, 3}};
   enum { NBIG = sizeof big / sizeof big[0] };
   if (var >= 12 + NBIG * 4) return -1;
   bool ta = var & 1, tb = var & 2;
