@@ -122,7 +122,8 @@ typedef struct {
   cg_isa isa; /* what the host has, when the target is the host: x86
                  intrinsics may replace generic forms the backend
                  lowers less well */
-  bool wide_matmul; /* matmuls may use 16 lanes (ops_matmul.c) */
+  bool wide; /* the kernel runs 512-bit code (cg_matmul_wide): matmuls
+                may use 16 lanes, LLVM's vectoriser 512-bit vectors */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
 } cg_ctx;

@@ -579,6 +579,11 @@ static void emit_node_fn(cg_ctx *c, int v, const char *name) {
     if (c->n_units == 1) LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
     add_attr(c, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+    if (c->wide) { /* LLVM's vectoriser too: 256-bit by default on such hosts */
+      const char *k = "prefer-vector-width", *w = "512";
+      LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                              LLVMCreateStringAttribute(c->C, k, (unsigned)strlen(k), w, 3));
+    }
     node_body(c, fn, v, used, k, np, true);
     i = add_fn(c, fn, key);
   }
@@ -672,7 +677,7 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
              cg_isa isa, int *n_loops, int *n_fns, ir_error *err) {
   cg_ctx c = {.f = f, .p = p, .ftz = ftz, .isa = isa, .units = units, .n_units = n_units,
-              .wide_matmul = isa >= CG_ISA_AVX512 && cg_matmul_wide(f, p)};
+              .wide = isa >= CG_ISA_AVX512 && cg_matmul_wide(f, p)};
   c.builders = malloc(sizeof *c.builders * (size_t)n_units);
   c.unit_load = calloc((size_t)n_units, sizeof *c.unit_load);
   if (!c.builders || !c.unit_load) abort();
