@@ -485,6 +485,28 @@ static int rule_scale_result(rw *c, cand *n) {
   return RW_NONE;
 }
 
+/* silu(x) -> x sigmoid(x) where the function also takes sigmoid(x)
+ * later (a gradient: silu's and softplus's VJPs do): the two sigmoids
+ * then meet in CSE, and the backward reads the forward's instead of
+ * computing it again (mamba d 8 training kernel -2%, hybrid -3%). The
+ * product rounds once more than silu: ~1 ulp. */
+static int rule_silu_shared(rw *c, cand *n) {
+  if (n->op != IR_OP_SILU || n->from < 1) return RW_NONE;
+  int x = c->f->nodes[n->from - 1].in[0];
+  bool found = false;
+  for (int v = n->from; v < c->f->n_nodes && !found; v++)
+    found = c->f->nodes[v].op == IR_OP_SIGMOID && c->f->nodes[v].in[0] == x;
+  if (!found) return RW_NONE;
+  cand s = {.op = IR_OP_SIGMOID, .n_in = 1, .in = {n->in[0]}, .type = n->type};
+  int sid = rw_emit(c, &s);
+  if (sid < 0) return sid;
+  n->op = IR_OP_MUL;
+  n->n_in = 2;
+  n->in[1] = sid;
+  n->attr = (ir_attrs){0};
+  return RW_REWROTE;
+}
+
 static const rule simplify_rules[] = {
     {"add_zero", rule_add_zero},
     {"sub_zero", rule_sub_zero},
@@ -504,6 +526,7 @@ static const rule simplify_rules[] = {
     {"add_pads", rule_add_pads},
     {"scale_operand", rule_scale_operand},
     {"scale_result", rule_scale_result},
+    {"silu_shared", rule_silu_shared},
 };
 
 /* Algebraic identities (table above). sub(x, x) is deliberately kept:

@@ -1025,6 +1025,34 @@ static void simplify_scalings(void **s) {
   ir_func_free(f);
 }
 
+/* silu(x) becomes x sigmoid(x) where sigmoid(x) is taken too (as a
+ * gradient does), so that one sigmoid serves both; a lone silu stays. */
+static void silu_shares_the_sigmoid(void **s) {
+  (void)s;
+  ir_func *f = ir_func_new();
+  int x = in(f, "x", F2(3, 4)), y = in(f, "y", F2(3, 4));
+  out(f, "sx", un(f, IR_OP_SILU, x));
+  out(f, "sy", un(f, IR_OP_SILU, y)); /* no sigmoid(y): kept */
+  out(f, "d", bin(f, IR_OP_MUL, un(f, IR_OP_SIGMOID, x), y));
+  ir_func *g = ir_optimize(f, NULL, &err);
+  if (!g) fail_msg("%s", err.msg);
+  expect_contract(f, g);
+  expect_same_values(f, g, IR_PREC_F64);
+  const ir_node *sx = out_node(g, 0), *d = out_node(g, 2);
+  assert_int_equal(sx->op, IR_OP_MUL);
+  int sig = sx->in[0] == 0 ? sx->in[1] : sx->in[0];
+  assert_true(sx->in[0] == 0 || sx->in[1] == 0);
+  assert_int_equal(g->nodes[sig].op, IR_OP_SIGMOID);
+  assert_int_equal(d->op, IR_OP_MUL);
+  assert_int_equal(d->in[0], sig); /* the same node: one sigmoid of x */
+  assert_int_equal(out_node(g, 1)->op, IR_OP_SILU);
+  int n_sig = 0;
+  for (int v = 0; v < g->n_nodes; v++) n_sig += g->nodes[v].op == IR_OP_SIGMOID;
+  assert_int_equal(n_sig, 1);
+  ir_func_free(g);
+  ir_func_free(f);
+}
+
 /* sub(x, x) is not 0 when x is inf or NaN: no pass may fold it. */
 static void sub_self_is_kept(void **s) {
   (void)s;
@@ -1196,6 +1224,7 @@ int main(void) {
       cmocka_unit_test(simplify_slice_slice),
       cmocka_unit_test(simplify_reduce_unit),
       cmocka_unit_test(simplify_concat_one),
+      cmocka_unit_test(silu_shares_the_sigmoid),
       cmocka_unit_test(simplify_concat_slices),
       cmocka_unit_test(simplify_add_pads),
       cmocka_unit_test(simplify_scalings),
