@@ -52,6 +52,10 @@ typedef struct {
                         along axis 0 (scan) or rank-2 (causal softmax
                         over as many keys as rows, a matmul into one or
                         out of one) */
+  bool prefix;       /* computed only up to the row read, its later rows
+                        left as they were (plan.c mark_prefix: no reader
+                        needs them): along its first axis that is not 1
+                        (a group's loop, a matmul's rows) */
 } cg_node_plan;
 
 typedef struct {
@@ -62,7 +66,7 @@ typedef struct {
   int n_slots;
   int64_t *slot_bytes, *slot_off;
   int64_t arena_bytes;
-  int n_mat, n_fused, n_placed, n_upto;
+  int n_mat, n_fused, n_placed, n_upto; /* n_upto counts prefix nodes too */
   int upto_at; /* with rows_to_pos: the i32 leaf of the row read, or -1 */
 } cg_plan;
 
@@ -228,6 +232,10 @@ typedef void (*cg_body_fn)(cg_ctx *c, LLVMValueRef *offs, void *ud);
  * vectors an iteration (fewer when the loop is short). */
 void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
              int n_acc, cg_body_fn body, void *ud, unsigned interleave);
+/* The same over only the first `rows` (known when the kernel runs, at
+ * most the size) of the first dim that is not 1; NULL: all of them. */
+void cg_nest_rows(cg_ctx *c, int rank, const int *dims, cg_access *acc, int n_acc,
+                  cg_body_fn body, void *ud, unsigned interleave, LLVMValueRef rows);
 void cg_contig(const ir_type *t, cg_access *a); /* row-major strides */
 /* Denormals flushed to zero (x86: MXCSR FTZ and DAZ) from begin to end
  * (the whole kernel unless cg_options.denormals): values that decay

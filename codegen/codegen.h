@@ -109,7 +109,10 @@ typedef struct {
                          evaluation kernel, a sequence padded to its
                          bucket): the first layer's causal attention and
                          whole-sequence scans then stop at row p, and
-                         their rows after p are zeros. The outputs are the
+                         their rows after p are zeros; row-wise work
+                         (projections, norms, elementwise ops) whose
+                         readers need no row after p stops there too
+                         (plan.c mark_prefix). The outputs are the
                          same as without it for any such function. */
   int compile_threads; /* split the kernel into this many modules,
                          optimised and compiled on threads of their own

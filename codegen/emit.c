@@ -292,11 +292,17 @@ void cg_contig(const ir_type *t, cg_access *a) {
 
 void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
              int n_acc, cg_body_fn body, void *ud, unsigned interleave) {
+  cg_nest_rows(c, rank, dims, acc, n_acc, body, ud, interleave, NULL);
+}
+
+void cg_nest_rows(cg_ctx *c, int rank, const int *dims, cg_access *acc, int n_acc,
+                  cg_body_fn body, void *ud, unsigned interleave, LLVMValueRef rows) {
   /* drop size-1 dims, then merge d into d-1 where every access agrees */
-  int64_t dm[IR_MAX_RANK];
+  int64_t dm[IR_MAX_RANK], first = 0;
   int r = 0;
   for (int d = 0; d < rank; d++) {
     if (dims[d] == 1) continue;
+    if (r == 0) first = dims[d];
     for (int k = 0; k < n_acc; k++) acc[k].st[r] = acc[k].st[d];
     dm[r++] = dims[d];
   }
@@ -316,7 +322,9 @@ void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
   }
   cg_loop l[IR_MAX_RANK];
   LLVMValueRef iv[IR_MAX_RANK];
-  for (int d = 0; d < m; d++) iv[d] = cg_forn(c, &l[d], dm[d]);
+  for (int d = 0; d < m; d++) /* the outermost: rows of dm[0] / first elements */
+    iv[d] = rows && d == 0 ? cg_for(c, &l[d], cg_i64(c, 0), cg_mulk(c, rows, dm[0] / first))
+                           : cg_forn(c, &l[d], dm[d]);
   /* interleaving needs two full rounds of 8-lane vectors: a short
    * innermost loop would run scalar instead (a [64,16] group whose
    * innermost loop had 16 steps took 7x longer) */

@@ -228,14 +228,23 @@ static bool has_chain(cg_ctx *c, const group *g) {
   return false;
 }
 
+/* A prefix node's (cgint.h) rows to compute: of its domain's first dim
+ * that is not 1; NULL for all. */
+static LLVMValueRef prefix_rows(cg_ctx *c, int v, const ir_type *dom) {
+  if (!c->p->node[v].prefix) return NULL;
+  for (int d = 0; d < dom->rank; d++)
+    if (dom->dim[d] != 1) return cg_upto_rows(c, dom->dim[d]);
+  return NULL;
+}
+
 void cg_emit_group(cg_ctx *c, int root) {
   const ir_node *n = &c->f->nodes[root];
   group g;
   group_init(c, &g, root, &n->type);
   cg_contig(&n->type, &g.acc[0]);
   collect(c, &g, root);
-  cg_nest(c, n->type.rank, n->type.dim, g.acc, g.n_acc, body, &g,
-          has_chain(c, &g) ? INTERLEAVE : 0);
+  cg_nest_rows(c, n->type.rank, n->type.dim, g.acc, g.n_acc, body, &g,
+               has_chain(c, &g) ? INTERLEAVE : 0, prefix_rows(c, root, &n->type));
   group_done(c, &g);
 }
 
@@ -273,7 +282,7 @@ void cg_emit_reduce(cg_ctx *c, int v) {
   broadcast(&n->type, o.st, xt, g.acc[0].st); /* stride 0 along the axis */
   g.acc[0].off = 0;
   collect(c, &g, n->in[0]);
-  cg_nest(c, xt->rank, xt->dim, g.acc, g.n_acc, reduce_body, &g, 0);
+  cg_nest_rows(c, xt->rank, xt->dim, g.acc, g.n_acc, reduce_body, &g, 0, prefix_rows(c, v, xt));
   group_done(c, &g);
   if (n->op == IR_OP_MEAN) {
     i = cg_forn(c, &l, cnt);

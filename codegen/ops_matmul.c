@@ -327,15 +327,17 @@ void cg_emit_matmul(cg_ctx *c, int v) {
    * slower); more rows stay in blocks of RB, finer for the causal skip. */
   int rb = m.N <= m.vw && m.M <= 2 * RB ? (int)m.M : RB;
   if (m.M >= rb) {
-    /* upto (plan.c): the blocks up to the row read, the rows after them zeros */
+    /* upto, prefix (plan.c): the blocks up to the row read; after them
+     * zeros (upto) or what was there (prefix) */
     LLVMValueRef nblk = NULL;
-    if (qo->upto && !g.swap)
+    if ((qo->upto || qo->prefix) && !g.swap)
       nblk = LLVMBuildUDiv(c->B, cg_addk(c, cg_upto_rows(c, m.M), rb - 1), cg_i64(c, rb), "");
     LLVMValueRef ib = nblk ? cg_for(c, &li, cg_i64(c, 0), nblk)
                            : cg_forn(c, &li, (m.M + rb - 1) / rb);
     row_block(c, &m, &k, rb, cg_imin(c, cg_mulk(c, ib, rb), cg_i64(c, m.M - rb)));
     cg_endfor(c, &li);
-    if (nblk) cg_zero_rows(c, m.po, cg_imin(c, cg_mulk(c, nblk, rb), cg_i64(c, m.M)), m.M, m.N);
+    if (nblk && qo->upto)
+      cg_zero_rows(c, m.po, cg_imin(c, cg_mulk(c, nblk, rb), cg_i64(c, m.M)), m.M, m.N);
   } else {
     row_block(c, &m, &k, (int)m.M, cg_i64(c, 0));
   }

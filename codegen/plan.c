@@ -356,6 +356,155 @@ static void mark_upto(const ir_func *f, cg_plan *p, const bool *is_out, int **us
   for (int v = 0; v < f->n_nodes; v++) p->n_upto += p->node[v].upto;
 }
 
+/* ---- prefix (cgint.h): the rows after the row read that no reader needs ----
+ *
+ * Positions first, front to back: ax[v] is v's axis along the sequence
+ * (rows), -1 if v has none (parameters, constants, a row already
+ * selected), -2 if its values mix rows (attention scores, a reduction
+ * over the rows, an op not listed): an input leaf whose first axis other
+ * than 1s has the length of the rows that select_row reads at upto_at
+ * has them along it, and the ops below carry them on such that row i of
+ * the result depends only on rows <= i of each input: elementwise ops
+ * (rows aligned under broadcasting), views, reductions and softmaxes
+ * along other axes, a matmul's left rows, gather's indices, conv1d and
+ * scan (causal), rope. A coincidental length is harmless: the property
+ * holds along whatever axis it names.
+ * Then which rows are needed, back to front: pre[v] when every reader
+ * of v either needs only the rows of its own up to the row read and is
+ * causal in v as above, or is select_row at upto_at, or a scan that
+ * stops there (read_at, upto). Such a v may be computed up to that row
+ * only, its later rows left as they were: no needed value reads them (a
+ * reader computing every row makes garbage in its own unneeded rows).
+ * Emitters that bound their rows: a group's loop (elementwise ops,
+ * views, reductions) and a matmul's row blocks; the rest compute every
+ * row, which is correct, just not faster. */
+static int first_axis(const ir_type *t) {
+  for (int d = 0; d < t->rank; d++)
+    if (t->dim[d] != 1) return d;
+  return -1;
+}
+
+/* The positional axis of v from its inputs' (see above). */
+static int carry(const ir_func *f, const int *ax, int v) {
+  const ir_node *n = &f->nodes[v];
+  int r = n->type.rank, a0 = n->n_in > 0 ? ax[n->in[0]] : -1;
+  bool any = false;
+  for (int i = 0; i < n->n_in; i++) {
+    if (ax[n->in[i]] == -2) return -2;
+    any |= ax[n->in[i]] >= 0;
+  }
+  if (!any) return -1;
+  if (cg_is_ewise(n->op) || n->op == IR_OP_EXPAND) {
+    int out = -1; /* inputs right-aligned with the result */
+    for (int i = 0; i < n->n_in; i++) {
+      const ir_type *t = &f->nodes[n->in[i]].type;
+      int a = ax[n->in[i]];
+      if (a < 0) continue;
+      int o = a + r - t->rank;
+      if (out >= 0 && out != o) return -2;
+      out = o;
+    }
+    return out;
+  }
+  switch (n->op) {
+  case IR_OP_MATMUL: { /* the left operand's rows; not its inner axis, not B */
+    if (ax[n->in[1]] >= 0) return -2;
+    int inner = n->attr.ta ? r - 2 : r - 1, rows = n->attr.ta ? r - 1 : r - 2;
+    return a0 == inner ? -2 : a0 == rows ? r - 2 : a0;
+  }
+  case IR_OP_PERMUTE:
+    for (int i = 0; i < r; i++)
+      if (n->attr.perm[i] == a0) return i;
+    return -2;
+  case IR_OP_RESHAPE: { /* the rows stay the first axis that is not 1 */
+    const ir_type *t = &f->nodes[n->in[0]].type;
+    int k = first_axis(&n->type);
+    if (first_axis(t) != a0 || k < 0 || n->type.dim[k] != t->dim[a0]) return -2;
+    return k;
+  }
+  case IR_OP_SLICE: case IR_OP_PAD: case IR_OP_SUM: case IR_OP_AMAX: case IR_OP_MEAN:
+    return n->attr.axis == a0 ? -2 : a0;
+  case IR_OP_CONCAT:
+    for (int i = 0; i < n->n_in; i++)
+      if (ax[n->in[i]] >= 0 && ax[n->in[i]] != a0) return -2;
+    return a0 < 0 || n->attr.axis == a0 ? -2 : a0;
+  case IR_OP_SOFTMAX:
+    return a0 == r - 1 ? -2 : a0;
+  case IR_OP_GATHER:
+    return ax[n->in[0]] >= 0 ? -2 : ax[n->in[1]];
+  case IR_OP_CONV1D:
+    return a0 == 0 && ax[n->in[1]] < 0 ? 0 : -2;
+  case IR_OP_SCAN: case IR_OP_ROPE: /* rows along axis 0 of x (u, delta, bc; cos, sin) */
+    for (int i = 0; i < n->n_in; i++)
+      if (ax[n->in[i]] > 0 || (n->op == IR_OP_SCAN && i == 2 && ax[n->in[i]] >= 0)) return -2;
+    return 0;
+  default:
+    return -2;
+  }
+}
+
+static void mark_prefix(const ir_func *f, cg_plan *p, const bool *live, const bool *is_out,
+                        int **users, const int *n_users) {
+  int n = f->n_nodes, at = p->upto_at;
+  int64_t rows = -1;
+  for (int v = 0; v < n; v++) {
+    const ir_node *s = &f->nodes[v];
+    if (!live[v] || s->op != IR_OP_SELECT_ROW) continue;
+    int64_t R = f->nodes[s->in[0]].type.dim[0];
+    if (rows >= 0 && rows != R) return;
+    rows = R;
+  }
+  if (rows < 2) return;
+  int *ax = malloc(sizeof *ax * ((size_t)n + 1));
+  bool *pre = calloc((size_t)n + 1, sizeof *pre);
+  if (!ax || !pre) abort();
+  for (int v = 0; v < n; v++) {
+    const ir_node *s = &f->nodes[v];
+    if (s->op == IR_OP_INPUT) {
+      int k = first_axis(&s->type);
+      ax[v] = v != at && k >= 0 && s->type.dim[k] == rows ? k : -1;
+    } else if (s->op == IR_OP_SELECT_ROW) {
+      ax[v] = s->in[1] == at && ax[s->in[0]] == 0 ? -1 : ax[s->in[0]] == -1 ? -1 : -2;
+    } else {
+      ax[v] = ir_op_is_leaf(s->op) ? -1 : carry(f, ax, v);
+    }
+  }
+  for (int v = n - 1; v >= 0; v--) {
+    if (!live[v] || ax[v] < 0 || is_out[v] || ir_op_is_leaf(f->nodes[v].op)) continue;
+    bool ok = n_users[v] > 0;
+    for (int k = 0; ok && k < n_users[v]; k++) {
+      int w = users[v][k];
+      const ir_node *u = &f->nodes[w];
+      if (u->op == IR_OP_SELECT_ROW)
+        ok = u->in[0] == v && u->in[1] == at && ax[v] == 0;
+      else if (u->op == IR_OP_SCAN)
+        ok = u->in[2] != v && ax[v] == 0 &&
+             (p->node[w].read_at == at || p->node[w].upto);
+      else
+        ok = ax[w] >= 0 && pre[w];
+    }
+    pre[v] = ok;
+  }
+  for (int v = 0; v < n; v++) {
+    cg_node_plan *q = &p->node[v];
+    const ir_node *s = &f->nodes[v];
+    if (!pre[v] || q->kind != CG_MAT || q->upto || q->into >= 0) continue;
+    bool group = cg_is_ewise(s->op) || cg_is_view(s->op) || cg_is_reduce(s->op);
+    /* the loop's domain: the rows its first axis that is not 1 */
+    const ir_type *dom = cg_is_reduce(s->op) ? &f->nodes[s->in[0]].type : &s->type;
+    if (group) {
+      q->prefix = first_axis(dom) == ax[v];
+    } else if (s->op == IR_OP_MATMUL) {
+      int r = s->type.rank;
+      q->prefix = !s->attr.ta && ax[v] == r - 2 && first_axis(&s->type) == r - 2 &&
+                  s->type.dim[r - 1] > 1;
+    }
+    p->n_upto += q->prefix;
+  }
+  free(ax);
+  free(pre);
+}
+
 int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_error *err) {
   int n = f->n_nodes;
   memset(p, 0, sizeof *p);
@@ -410,7 +559,10 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_
     if (v >= 0) p->node[v].pair = w, p->node[w].pair = v;
   }
   p->upto_at = rows_to_pos ? read_leaf(f, p, live) : -1;
-  if (p->upto_at >= 0) mark_upto(f, p, is_out, users, n_users);
+  if (p->upto_at >= 0) {
+    mark_upto(f, p, is_out, users, n_users);
+    mark_prefix(f, p, live, is_out, users, n_users);
+  }
 
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];

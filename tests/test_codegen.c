@@ -1108,14 +1108,17 @@ static void run_seeded(const ir_func *f, cg_module *m, uint64_t seed, int pos, i
 /* rows_to_pos: an evaluation kernel of a causal model (two attention
  * layers, the second cut to the row read by the demand pass; a scan read
  * whole) computes the first layer's scores, softmax, weighted values and
- * the scan only up to the row read, and writes zeros after it; the
- * outputs are bit for bit those of the kernel without it, at every row,
- * on an arena used by a run on NaNs before. (The zeros themselves are not
- * seen here: the rows after p that the second layer's masked keys read
- * lie in slots that earlier nodes of the same run have refilled with
- * finite values; the zeros keep a NaN of an earlier example out.)
- * Lengths below
- * and above the softmax's row grouping (128) and the matmul's row
+ * the scan only up to the row read, and writes zeros after it (upto);
+ * the row-wise work that only such readers read (a Mamba-like block: an
+ * RMS norm, projections, silu, softplus, into a scan read whole and one
+ * read at the row) stops there too, its later rows left as they were
+ * (prefix). The outputs are bit for bit those of the kernel without it,
+ * at every row, on an arena used by a run on NaNs before: no needed
+ * value reads a row after p. (The zeros themselves are not seen here:
+ * the rows after p that the second layer's masked keys read lie in
+ * slots that earlier nodes of the same run have refilled with finite
+ * values; the zeros keep a NaN of an earlier example out.) Lengths
+ * below and above the softmax's row grouping and the matmul's row
  * blocks. */
 static void upto_the_row_read(void **state) {
   (void)state;
@@ -1126,9 +1129,14 @@ static void upto_the_row_read(void **state) {
     int pos = input(f, "pos", IS);
     int h = attention_block(f, attention_block(f, input(f, "x", F(L, d)), d, 0), d, 1);
     out(f, "att", op2(f, IR_OP_SELECT_ROW, h, pos, (ir_attrs){0}));
-    int u = input(f, "u", F(L, Ex)), dl = un(f, IR_OP_SOFTPLUS, input(f, "d", F(L, Ex)));
+    int x2 = input(f, "x2", F(L, d));
+    int ms = op1(f, IR_OP_MEAN, bin(f, IR_OP_MUL, x2, x2), (ir_attrs){.axis = 1});
+    int xn = bin(f, IR_OP_MUL, x2, un(f, IR_OP_RSQRT, bin(f, IR_OP_ADD, ms, fill(f, 1e-5, F(1)))));
+    int u = un(f, IR_OP_SILU, linear(f, xn, input(f, "w_in", F(Ex, d))));
+    int dl = un(f, IR_OP_SOFTPLUS, bin(f, IR_OP_ADD, input(f, "d", F(L, Ex)),
+                                       linear(f, u, input(f, "w_dt", F(Ex, Ex)))));
     int A = un(f, IR_OP_NEG, un(f, IR_OP_EXP, input(f, "A_log", F(Ex, N))));
-    int in[4] = {u, dl, A, input(f, "bc", F(L, 2 * N))};
+    int in[4] = {u, dl, A, linear(f, u, input(f, "w_bc", F(2 * N, Ex)))};
     int y = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
     in[0] = un(f, IR_OP_SILU, y); /* a second scan, read at the row */
     y = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
@@ -1140,9 +1148,11 @@ static void upto_the_row_read(void **state) {
       m[k] = cg_compile(g, &(cg_options){.rows_to_pos = k}, &E);
       if (!m[k]) fail_msg("compile: %s", E.msg);
     }
-    /* the first layer's scores, softmax and values, the scan */
+    /* upto: the first layer's scores, softmax and values, the scan;
+     * prefix: the mean, its rsqrt ([L,1], a loop of its own), the normed
+     * x, the three projections, silu(u), softplus, silu(y) */
     assert_int_equal(cg_module_stats(m[0])->n_upto, 0);
-    assert_int_equal(cg_module_stats(m[1])->n_upto, 4);
+    assert_int_equal(cg_module_stats(m[1])->n_upto, 4 + 9);
     int ps[] = {0, 1, L / 2, L - 2, L - 1};
     for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
       float *o[2][2];
