@@ -100,8 +100,9 @@ static bool has_feature(const char *feat, const char *name) {
   return false;
 }
 
-/* The host's x86 level (LLVM's view of its features). AVX-512 needs VL
- * too (mathfn.c uses its 256-bit forms). */
+/* The host's x86 level (LLVM's view of its features). AVX-512 here is
+ * F with VL, as on every such server CPU since Skylake-SP (the Xeon Phi
+ * had F alone, with slow 512-bit shuffles). */
 static cg_isa host_isa_level;
 static void probe_host(void) {
   char *triple = LLVMGetDefaultTargetTriple(), *feat = LLVMGetHostCPUFeatures();
