@@ -237,6 +237,10 @@ void cg_nest(cg_ctx *c, int rank, const int *dims, cg_access *acc,
 void cg_nest_rows(cg_ctx *c, int rank, const int *dims, cg_access *acc, int n_acc,
                   cg_body_fn body, void *ud, unsigned interleave, LLVMValueRef rows);
 void cg_contig(const ir_type *t, cg_access *a); /* row-major strides */
+/* dst[dat + k*ld_dst + c] = src[at + c*ld_src + k] for k, c < 8: an 8x8
+ * block transposed in registers (emit.c). */
+void cg_transpose8(cg_ctx *c, LLVMValueRef src, LLVMValueRef at, int64_t ld_src,
+                   LLVMValueRef dst, LLVMValueRef dat, int64_t ld_dst);
 /* Denormals flushed to zero (x86: MXCSR FTZ and DAZ) from begin to end
  * (the whole kernel unless cg_options.denormals): values that decay
  * geometrically (the scans' carries, the gradients behind them) would

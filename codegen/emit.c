@@ -346,6 +346,34 @@ void cg_nest_rows(cg_ctx *c, int rank, const int *dims, cg_access *acc, int n_ac
   for (int d = m - 1; d >= 0; d--) cg_endfor(c, &l[d]);
 }
 
+/* dst[dat + k*ld_dst + c] = src[at + c*ld_src + k] for k, c < 8: an 8x8
+ * block transposed in registers (unpack, shuffle, lane swap), 8 vector
+ * loads and stores instead of 64 strided scalar moves. */
+void cg_transpose8(cg_ctx *c, LLVMValueRef src, LLVMValueRef at, int64_t ld_src,
+                   LLVMValueRef dst, LLVMValueRef dat, int64_t ld_dst) {
+  static const int lo[] = {0, 8, 1, 9, 4, 12, 5, 13}, hi[] = {2, 10, 3, 11, 6, 14, 7, 15};
+  static const int lo2[] = {0, 1, 8, 9, 4, 5, 12, 13}, hi2[] = {2, 3, 10, 11, 6, 7, 14, 15};
+  static const int lo4[] = {0, 1, 2, 3, 8, 9, 10, 11}, hi4[] = {4, 5, 6, 7, 12, 13, 14, 15};
+  LLVMTypeRef vt = LLVMVectorType(c->f32, 8);
+  LLVMValueRef r[8], t[8], u[8], o[8];
+  for (int k = 0; k < 8; k++) {
+    r[k] = LLVMBuildLoad2(c->B, vt, cg_gep(c, c->f32, src, cg_addk(c, at, k * ld_src)), "");
+    LLVMSetAlignment(r[k], 4);
+  }
+#define SHUF(a, b, m) cg_shuffle(c, a, b, m, 8)
+  for (int k = 0; k < 8; k += 2) t[k] = SHUF(r[k], r[k + 1], lo), t[k + 1] = SHUF(r[k], r[k + 1], hi);
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = SHUF(t[k], t[k + 2], lo2), u[k + 1] = SHUF(t[k], t[k + 2], hi2);
+    u[k + 2] = SHUF(t[k + 1], t[k + 3], lo2), u[k + 3] = SHUF(t[k + 1], t[k + 3], hi2);
+  }
+  for (int k = 0; k < 4; k++) o[k] = SHUF(u[k], u[k + 4], lo4), o[k + 4] = SHUF(u[k], u[k + 4], hi4);
+#undef SHUF
+  for (int k = 0; k < 8; k++) {
+    LLVMValueRef st = LLVMBuildStore(c->B, o[k], cg_gep(c, c->f32, dst, cg_addk(c, dat, k * ld_dst)));
+    LLVMSetAlignment(st, 4);
+  }
+}
+
 /* ---- denormals ---- */
 
 static void mxcsr(cg_ctx *c, const char *name, LLVMValueRef at) {

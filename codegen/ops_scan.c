@@ -69,10 +69,21 @@ static LLVMValueRef bcast(cg_ctx *c, LLVMValueRef x, LLVMValueRef i) {
   return cg_splat(c, cg_loadf(c, x, i));
 }
 
-/* dst[j*R + i] = src[i*C + j] for an [R, C] matrix src */
+/* dst[j*R + i] = src[i*C + j] for an [R, C] matrix src: by 8x8 blocks in
+ * registers where both are multiples of 8 (with 512-bit vectors LLVM
+ * vectorised the plain loop into scatters: the Mamba d 8 training
+ * kernel 2.5% slower, its forward 1.4%, in-process A/B) */
 static void transpose(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t R,
                       int64_t C) {
   cg_loop li, lj;
+  if (R % 8 == 0 && C % 8 == 0) {
+    LLVMValueRef ib = cg_forn(c, &li, R / 8), jb = cg_forn(c, &lj, C / 8);
+    cg_transpose8(c, src, cg_add(c, cg_mulk(c, ib, 8 * C), cg_mulk(c, jb, 8)), C, dst,
+                  cg_add(c, cg_mulk(c, jb, 8 * R), cg_mulk(c, ib, 8)), R);
+    cg_endfor(c, &lj);
+    cg_endfor(c, &li);
+    return;
+  }
   LLVMValueRef i = cg_forn(c, &li, R);
   LLVMValueRef j = cg_forn(c, &lj, C);
   cg_store(c, cg_loadf(c, src, cg_add(c, cg_mulk(c, i, C), j)), dst,
