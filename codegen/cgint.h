@@ -213,6 +213,7 @@ typedef struct {
   LLVMBasicBlockRef body, exit;
   LLVMValueRef iv, end;
   unsigned interleave; /* llvm.loop.interleave.count when > 1 */
+  bool scalar;         /* not to be vectorised (set before cg_endfor) */
 } cg_loop;
 LLVMValueRef cg_for(cg_ctx *c, cg_loop *l, LLVMValueRef start,
                     LLVMValueRef end);

@@ -216,6 +216,7 @@ LLVMValueRef cg_for(cg_ctx *c, cg_loop *l, LLVMValueRef start,
   l->exit = LLVMAppendBasicBlockInContext(c->C, c->fn, "done");
   l->end = end;
   l->interleave = 0;
+  l->scalar = false;
   bool known = LLVMIsAConstantInt(start) && LLVMIsAConstantInt(end) &&
                LLVMConstIntGetSExtValue(start) < LLVMConstIntGetSExtValue(end);
   if (known)
@@ -241,10 +242,11 @@ LLVMValueRef cg_forn(cg_ctx *c, cg_loop *l, int64_t n) {
 
 /* The loop ID of a latch branch: distinct !{self, !{"llvm.loop.interleave.count",
  * i32 n}}, self-referential through a temporary node. */
-static void interleave_hint(cg_ctx *c, LLVMValueRef br, unsigned n) {
+/* llvm.loop metadata `name` = n on the loop whose latch branch is br */
+static void loop_hint(cg_ctx *c, LLVMValueRef br, const char *name, unsigned n) {
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(c->C, NULL, 0);
   LLVMMetadataRef hint[2] = {
-      LLVMMDStringInContext2(c->C, "llvm.loop.interleave.count", 26),
+      LLVMMDStringInContext2(c->C, name, strlen(name)),
       LLVMValueAsMetadata(LLVMConstInt(c->i32, n, 0))};
   LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(c->C, hint, 2)};
   LLVMMetadataRef id = LLVMMDNodeInContext2(c->C, ops, 2);
@@ -260,7 +262,8 @@ void cg_endfor(cg_ctx *c, cg_loop *l) {
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->B);
   LLVMValueRef br = LLVMBuildCondBr(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, nx, l->end, ""),
                                     l->body, l->exit);
-  if (l->interleave > 1) interleave_hint(c, br, l->interleave);
+  if (l->interleave > 1) loop_hint(c, br, "llvm.loop.interleave.count", l->interleave);
+  if (l->scalar) loop_hint(c, br, "llvm.loop.vectorize.width", 1);
   LLVMAddIncoming(l->iv, &nx, &latch, 1);
   /* keep blocks in emission order for readable dumps */
   LLVMMoveBasicBlockAfter(l->exit, latch);

@@ -18,7 +18,9 @@ static LLVMValueRef fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
 /* One sweep shared by the three convolution ops: loops t and k (k over
  * the taps whose time index is in range), then e innermost. The weight
  * [E,W] is used transposed, wT[W,E] in scratch, so that the e loop reads
- * (or, for bwd_w, accumulates) it contiguously. */
+ * (or, for bwd_w, accumulates) it contiguously. Where E is a multiple of
+ * 8, explicit vectors instead (rows_vec, bwd_w_vec): the same sums in the
+ * same order, held in registers across the taps. */
 typedef enum { CONV_FWD, CONV_BWD_X, CONV_BWD_W } conv_kind;
 
 /* dst[k*E + e] = src[e*W + k], or the reverse */
@@ -29,7 +31,67 @@ static void transpose_w(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src,
   LLVMValueRef k = cg_forn(c, &lk, W);
   LLVMValueRef ew = cg_add(c, cg_mulk(c, e, W), k), ke = cg_add(c, cg_mulk(c, k, E), e);
   cg_store(c, ld(c, src, to_wt ? ew : ke), dst, to_wt ? ke : ew);
+  lk.scalar = le.scalar = true; /* vectorised, it became scatters */
   cg_endfor(c, &lk);
+  cg_endfor(c, &le);
+}
+
+/* Rows t0 <= t < t1 of fwd / bwd_x in explicit vectors of c->vw lanes
+ * over e (E a multiple of them): per row and block of channels the taps'
+ * sum stays in a register, k in order (the same sums as conv's loops);
+ * checked: taps whose source row is outside 0..L-1 are skipped. */
+static void rows_vec(cg_ctx *c, conv_kind kind, int64_t L, int64_t E, int64_t W,
+                     LLVMValueRef px, LLVMValueRef wt, LLVMValueRef po, int64_t t0,
+                     int64_t t1, bool checked) {
+  if (t0 >= t1) return;
+  cg_loop lt, le;
+  LLVMValueRef t = cg_for(c, &lt, cg_i64(c, t0), cg_i64(c, t1));
+  LLVMValueRef e = cg_mulk(c, cg_forn(c, &le, E / c->vw), c->vw);
+  LLVMValueRef acc = cg_alloca(c, cg_vty(c, c->f32), LLVMConstNull(cg_vty(c, c->f32)));
+  for (int64_t k = 0; k < W; k++) {
+    /* fwd: y[t] += w[k] x[t-(W-1)+k];  bwd_x: dx[t] += w[k] g[t+(W-1)-k] */
+    LLVMValueRef src = kind == CONV_FWD ? cg_addk(c, t, k - (W - 1)) : cg_addk(c, t, W - 1 - k);
+    LLVMBasicBlockRef merge = NULL;
+    if (checked)
+      merge = cg_if(c, kind == CONV_FWD
+                           ? LLVMBuildICmp(c->B, LLVMIntSGE, src, cg_i64(c, 0), "")
+                           : LLVMBuildICmp(c->B, LLVMIntSLT, src, cg_i64(c, L), ""));
+    LLVMValueRef x = cg_vload(c, px, cg_add(c, cg_mulk(c, src, E), e));
+    LLVMValueRef w = cg_vload(c, wt, cg_addk(c, e, k * E));
+    LLVMBuildStore(c->B, cg_fmuladd(c, w, x, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc, "")), acc);
+    if (merge) cg_endif(c, merge);
+  }
+  cg_vstore(c, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc, ""), po,
+            cg_add(c, cg_mulk(c, t, E), e));
+  cg_endfor(c, &le);
+  cg_endfor(c, &lt);
+}
+
+/* bwd_w in explicit vectors: per block of channels the W taps' sums over
+ * t (in order, as conv's loops) in W registers, into wt [W, E]. */
+static void bwd_w_vec(cg_ctx *c, int64_t L, int64_t E, int64_t W, LLVMValueRef pg,
+                      LLVMValueRef px, LLVMValueRef wt) {
+  enum { MAX_W = 16 };
+  cg_loop le, lt;
+  LLVMValueRef e = cg_mulk(c, cg_forn(c, &le, E / c->vw), c->vw), acc[MAX_W];
+  for (int64_t k = 0; k < W; k++) acc[k] = cg_alloca(c, cg_vty(c, c->f32), LLVMConstNull(cg_vty(c, c->f32)));
+  for (int part = 0; part < 2; part++) { /* t < W-1: some taps out of range */
+    int64_t t0 = part ? W - 1 : 0, t1 = part ? L : W - 1 < L ? W - 1 : L;
+    if (t0 >= t1) continue;
+    LLVMValueRef t = cg_for(c, &lt, cg_i64(c, t0), cg_i64(c, t1));
+    LLVMValueRef g = cg_vload(c, pg, cg_add(c, cg_mulk(c, t, E), e));
+    for (int64_t k = 0; k < W; k++) { /* dw[e,k] += g[t,e] x[t-(W-1)+k, e] */
+      LLVMValueRef src = cg_addk(c, t, k - (W - 1));
+      LLVMBasicBlockRef merge = part ? NULL : cg_if(c, LLVMBuildICmp(c->B, LLVMIntSGE, src, cg_i64(c, 0), ""));
+      LLVMValueRef x = cg_vload(c, px, cg_add(c, cg_mulk(c, src, E), e));
+      LLVMBuildStore(c->B, cg_fmuladd(c, g, x, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc[k], "")),
+                     acc[k]);
+      if (merge) cg_endif(c, merge);
+    }
+    cg_endfor(c, &lt);
+  }
+  for (int64_t k = 0; k < W; k++)
+    cg_vstore(c, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc[k], ""), wt, cg_addk(c, e, k * E));
   cg_endfor(c, &le);
 }
 
@@ -47,6 +109,28 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
   int64_t W = kind == CONV_BWD_W ? n->attr.n : c->f->nodes[n->in[1]].type.dim[1];
   LLVMValueRef p0 = cg_ptr(c, n->in[0]), p1 = cg_ptr(c, n->in[1]),
                po = cg_ptr(c, v), wt = c->slot[c->p->node[v].scratch[0]];
+  int vw = c->wide && E % 16 == 0 ? 16 : E % 8 == 0 ? 8 : 0;
+  /* explicit vectors where E allows: the conv nodes ~2x faster (mamba
+   * d 8 training kernel -4%, forward -2%, d 64 -3%; in-process A/B) */
+  if (vw && W <= 16) {
+    c->vw = vw;
+    if (kind == CONV_BWD_W) {
+      bwd_w_vec(c, L, E, W, p0, p1, wt);
+      c->vw = 0;
+      transpose_w(c, po, wt, E, W, false);
+      return;
+    }
+    transpose_w(c, wt, p1, E, W, true);
+    c->vw = vw;
+    /* the rows whose taps all lie in 0..L-1, and the few checked */
+    int64_t a = kind == CONV_FWD ? (W - 1 < L ? W - 1 : L) : 0;
+    int64_t b = kind == CONV_FWD ? L : (L - W + 1 > 0 ? L - W + 1 : 0);
+    rows_vec(c, kind, L, E, W, p0, wt, po, 0, a, true);
+    rows_vec(c, kind, L, E, W, p0, wt, po, a, b, false);
+    rows_vec(c, kind, L, E, W, p0, wt, po, b, L, true);
+    c->vw = 0;
+    return;
+  }
   if (kind == CONV_BWD_W)
     cg_zero(c, wt, W * E);
   else {

@@ -599,8 +599,12 @@ static int b_xent(ir_func *f, ir_op op, int var) {
 }
 
 static int b_conv(ir_func *f, ir_op op, int var) {
-  static const int s[][3] = {{9, 6, 4}, {3, 5, 4}, {16, 8, 1}, {2, 3, 2}};
-  if (var >= 4) return -1;
+  /* {L, E, W}: E a multiple of 8 takes explicit vectors (ops_seq.c), with
+   * rows whose taps all lie inside and rows checked at either end (L
+   * below, at and above W) */
+  static const int s[][3] = {{9, 6, 4},  {3, 5, 4},  {16, 8, 1}, {2, 3, 2},
+                             {9, 16, 4}, {3, 8, 4},  {5, 24, 3}, {4, 8, 4}};
+  if (var >= (int)(sizeof s / sizeof s[0])) return -1;
   int L = s[var][0], E_ = s[var][1], W = s[var][2];
   int a = input(f, "x", F(L, E_));
   if (op == IR_OP_CONV1D_BWD_W)
