@@ -13,8 +13,9 @@
  * partial vector of a row is stored lane by lane. Each output element is
  * a sum over p in order, with FMA (llvm.fmuladd); except that fewer than
  * VW rows against a transposed B are dot products along K instead (VW
- * partial sums, then reduced), and that causal attention skips the
- * masked half (see causal below). */
+ * partial sums, then reduced), that a tile of one or two accumulators
+ * over a long K keeps SPLIT interleaved sums (tile), and that causal
+ * attention skips the masked half (see causal below). */
 #include "cgint.h"
 
 /* RB rows x 2 vectors: 12 accumulators, more than the 8 that two FMA
@@ -44,33 +45,51 @@ static LLVMValueRef vload(cg_ctx *c, mm *m, LLVMValueRef base, LLVMValueRef i) {
   return v;
 }
 
+/* Partial sums a tile with at most two accumulators keeps over a long
+ * inner dimension: one chain of K dependent FMAs would wait on each
+ * one's latency (the [16,1] and [1,16] products of dt_proj's gradient at
+ * dt_rank 1, d 8: ~240 cycles for 64 FMAs, ~60 with four chains); S
+ * chains, added pairwise at the end, overlap. */
+enum { SPLIT = 4 };
+
 /* out[i0.., j0..] for `rows` rows and `u` vectors; `full` vectors are
- * stored whole, the last one keeps only `part` lanes if part > 0. */
+ * stored whole, the last one keeps only `part` lanes if part > 0. Each
+ * output element is a sum over p in order, or (few accumulators, K a
+ * multiple of SPLIT and >= 8 SPLIT) SPLIT interleaved sums added after. */
 static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
                  LLVMValueRef j0, int part) {
-  LLVMValueRef acc[2 * RB][2];
+  int S = !m->p0 && rows * u <= 2 && m->K % SPLIT == 0 && m->K >= 8 * SPLIT ? SPLIT : 1;
+  LLVMValueRef acc[2 * RB][2][SPLIT];
   for (int r = 0; r < rows; r++)
-    for (int k = 0; k < u; k++) acc[r][k] = cg_alloca(c, m->vt, LLVMConstNull(m->vt));
+    for (int k = 0; k < u; k++)
+      for (int s = 0; s < S; s++) acc[r][k][s] = cg_alloca(c, m->vt, LLVMConstNull(m->vt));
   cg_loop lp;
-  LLVMValueRef p = m->p0 ? cg_for(c, &lp, m->p0, m->p1) : cg_forn(c, &lp, m->K);
-  LLVMValueRef bv[2];
-  for (int k = 0; k < u; k++)
-    bv[k] = vload(c, m, m->pb, cg_add(c, cg_mulk(c, p, m->ldb), cg_addk(c, j0, k * m->vw)));
-  for (int r = 0; r < rows; r++) {
-    LLVMValueRef i = cg_addk(c, i0, r);
-    LLVMValueRef ai = m->ta ? cg_add(c, cg_mulk(c, p, m->M), i)
-                            : cg_add(c, cg_mulk(c, i, m->K), p);
-    LLVMValueRef a = splat(c, m, cg_loadf(c, m->pa, ai));
-    for (int k = 0; k < u; k++) {
-      LLVMValueRef args[3] = {a, bv[k], LLVMBuildLoad2(c->B, m->vt, acc[r][k], "")};
-      LLVMBuildStore(c->B, cg_intrin(c, "llvm.fmuladd", m->vt, args, 3), acc[r][k]);
+  LLVMValueRef ps = m->p0 ? cg_for(c, &lp, m->p0, m->p1) : cg_forn(c, &lp, m->K / S);
+  for (int s = 0; s < S; s++) {
+    LLVMValueRef p = S > 1 ? cg_addk(c, cg_mulk(c, ps, S), s) : ps;
+    LLVMValueRef bv[2];
+    for (int k = 0; k < u; k++)
+      bv[k] = vload(c, m, m->pb, cg_add(c, cg_mulk(c, p, m->ldb), cg_addk(c, j0, k * m->vw)));
+    for (int r = 0; r < rows; r++) {
+      LLVMValueRef i = cg_addk(c, i0, r);
+      LLVMValueRef ai = m->ta ? cg_add(c, cg_mulk(c, p, m->M), i)
+                              : cg_add(c, cg_mulk(c, i, m->K), p);
+      LLVMValueRef a = splat(c, m, cg_loadf(c, m->pa, ai));
+      for (int k = 0; k < u; k++) {
+        LLVMValueRef args[3] = {a, bv[k], LLVMBuildLoad2(c->B, m->vt, acc[r][k][s], "")};
+        LLVMBuildStore(c->B, cg_intrin(c, "llvm.fmuladd", m->vt, args, 3), acc[r][k][s]);
+      }
     }
   }
   cg_endfor(c, &lp);
   for (int r = 0; r < rows; r++) {
     LLVMValueRef orow = cg_mulk(c, cg_addk(c, i0, r), m->N);
     for (int k = 0; k < u; k++) {
-      LLVMValueRef v = LLVMBuildLoad2(c->B, m->vt, acc[r][k], "");
+      LLVMValueRef sum[SPLIT];
+      for (int s = 0; s < S; s++) sum[s] = LLVMBuildLoad2(c->B, m->vt, acc[r][k][s], "");
+      for (int w = S; w > 1; w /= 2) /* (s0 + s1) + (s2 + s3) */
+        for (int s = 0; s < w / 2; s++) sum[s] = cg_fadd(c, sum[2 * s], sum[2 * s + 1], 0);
+      LLVMValueRef v = sum[0];
       LLVMValueRef at = cg_add(c, orow, cg_addk(c, j0, k * m->vw));
       if (k == u - 1 && part > 0) {
         for (int e = 0; e < part; e++)
