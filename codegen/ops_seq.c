@@ -113,8 +113,8 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
   /* explicit vectors where E allows: the conv nodes ~2x faster (mamba
    * d 8 training kernel -4%, forward -2%, d 64 -3%; in-process A/B) */
   if (vw && W <= 16) {
-    c->vw = vw;
     if (kind == CONV_BWD_W) {
+      c->vw = vw;
       bwd_w_vec(c, L, E, W, p0, p1, wt);
       c->vw = 0;
       transpose_w(c, po, wt, E, W, false);
