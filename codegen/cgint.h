@@ -126,7 +126,7 @@ typedef struct {
   cg_isa isa; /* what the host has, when the target is the host: x86
                  intrinsics may replace generic forms the backend
                  lowers less well */
-  bool wide; /* the kernel runs 512-bit code (cg_matmul_wide): matmuls
+  bool wide; /* the kernel runs 512-bit code (cg_wide_kernel): matmuls
                 may use 16 lanes, LLVM's vectoriser 512-bit vectors */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
@@ -206,6 +206,8 @@ LLVMValueRef cg_intrin(cg_ctx *c, const char *name, LLVMTypeRef ty,
 /* Lanes of a and b picked by mask[0..n-1] (b's lanes numbered after a's). */
 LLVMValueRef cg_shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *mask,
                         int n);
+/* Lanes [w h, w h + w) of vector x (w <= 32). */
+LLVMValueRef cg_lanes(cg_ctx *c, LLVMValueRef x, int w, int h);
 /* The lanes of float vector v summed ('reassoc': in any order). */
 LLVMValueRef cg_hsum(cg_ctx *c, LLVMValueRef v);
 /* control flow: for (iv = start; iv < end; iv++), a counted loop */
@@ -274,7 +276,9 @@ void cg_emit_group(cg_ctx *c, int root);          /* ops_ew.c */
 void cg_emit_reduce(cg_ctx *c, int v);
 void cg_emit_matmul(cg_ctx *c, int v);            /* ops_matmul.c */
 int64_t cg_matmul_scratch(const ir_func *f, int v); /* bytes for B' */
-bool cg_matmul_wide(const ir_func *f, const cg_plan *p); /* for an AVX-512 host */
+/* Whether a kernel for an AVX-512 host should run 512-bit code (ops_matmul.c:
+ * it weighs its matmuls): cg_ctx.wide. */
+bool cg_wide_kernel(const ir_func *f, const cg_plan *p);
 void cg_emit_softmax(cg_ctx *c, int v);           /* ops_linalg.c */
 void cg_emit_pad(cg_ctx *c, int v);               /* ops_layout.c */
 void cg_emit_concat(cg_ctx *c, int v);

@@ -182,6 +182,12 @@ LLVMValueRef cg_shuffle(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, const int *ma
   return LLVMBuildShuffleVector(c->B, a, b, LLVMConstVector(k, (unsigned)n), "");
 }
 
+LLVMValueRef cg_lanes(cg_ctx *c, LLVMValueRef x, int w, int h) {
+  int m[32];
+  for (int i = 0; i < w; i++) m[i] = w * h + i;
+  return cg_shuffle(c, x, x, m, w);
+}
+
 LLVMValueRef cg_hsum(cg_ctx *c, LLVMValueRef v) {
   LLVMValueRef args[2] = {cg_f32c(c, -0.0), v};
   LLVMTypeRef ty = LLVMTypeOf(v);
@@ -716,7 +722,7 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
              cg_isa isa, int *n_loops, int *n_fns, ir_error *err) {
   cg_ctx c = {.f = f, .p = p, .ftz = ftz, .isa = isa, .units = units, .n_units = n_units,
-              .wide = isa >= CG_ISA_AVX512 && cg_matmul_wide(f, p)};
+              .wide = isa >= CG_ISA_AVX512 && cg_wide_kernel(f, p)};
   c.builders = malloc(sizeof *c.builders * (size_t)n_units);
   c.unit_load = calloc((size_t)n_units, sizeof *c.unit_load);
   if (!c.builders || !c.unit_load) abort();

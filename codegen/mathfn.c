@@ -96,13 +96,6 @@ LLVMValueRef cg_exp_nonpos(cg_ctx *c, LLVMValueRef x) {
   return c->ftz ? exp_ftz(c, x) : cg_exp(c, x);
 }
 
-/* Lanes [w h, w h + w) of x. */
-static LLVMValueRef part_of(cg_ctx *c, LLVMValueRef x, int w, int h) {
-  int m[32];
-  for (int i = 0; i < w; i++) m[i] = w * h + i;
-  return cg_shuffle(c, x, x, m, w);
-}
-
 /* The x86 intrinsic `name` (not overloaded, on vectors of w lanes) over
  * c->vw lanes, a multiple of w: args[i] is split into parts of w lanes
  * where split[i], else passed whole to every part; the results joined. */
@@ -115,7 +108,7 @@ static LLVMValueRef by_parts(cg_ctx *c, const char *name, int w, LLVMValueRef *a
   for (int i = 0; i < 32; i++) m[i] = i;
   LLVMValueRef part[4] = {0}, a[5];
   for (int h = 0; h < n; h++) {
-    for (int i = 0; i < n_args; i++) a[i] = split[i] && n > 1 ? part_of(c, args[i], w, h) : args[i];
+    for (int i = 0; i < n_args; i++) a[i] = split[i] && n > 1 ? cg_lanes(c, args[i], w, h) : args[i];
     part[h] = LLVMBuildCall2(c->B, fty, fn, a, (unsigned)n_args, "");
   }
   for (; n > 1; n /= 2) /* concatenate pairs: 8+8, then 16+16 */

@@ -4,7 +4,7 @@
  * A(i,p) per row, one load of B(p, cols) per vector and RB*U FMAs. LLVM's
  * vectoriser cannot find this blocking by itself (it would need to unroll
  * and promote the output row). VW is 8 lanes; 16 (ZW) on an AVX-512 host
- * where N allows and the kernel gains (cg_matmul_wide).
+ * where N allows and the kernel gains (cg_wide_kernel).
  *
  * B is read row-major [K, N] with its rows contiguous over columns. When B
  * is stored transposed (tb) or N is not a multiple of VW, it is first
@@ -230,7 +230,7 @@ static void emit_dot(cg_ctx *c, int v) {
  * work. Such a kernel's other loops then vectorise at 512 bits too
  * (emit.c; mamba d 8 -6% training, -8% forward, hybrid -3% and -7%,
  * the d 64 models -2..-3%). */
-bool cg_matmul_wide(const ir_func *f, const cg_plan *p) {
+bool cg_wide_kernel(const ir_func *f, const cg_plan *p) {
   double all = 0, wide = 0;
   for (int v = 0; v < f->n_nodes; v++) {
     const ir_node *n = &f->nodes[v];

@@ -267,12 +267,6 @@ void cg_emit_scan(cg_ctx *c, int v) {
   }
 }
 
-/* lanes [8h, 8h + 8) of x */
-static LLVMValueRef half8(cg_ctx *c, LLVMValueRef x, int h) {
-  static const int seq[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  return cg_shuffle(c, x, x, seq + 8 * h, 8);
-}
-
 /* part's row at `at` += x y, the lanes of a wider vector added in
  * groups of PW: one load and store of a row per block of channels (its
  * 16-lane rows took two, and a halving round at every step's sums; the
@@ -285,7 +279,7 @@ static void acc_row(cg_ctx *c, sweep *w, LLVMValueRef at, LLVMValueRef x, LLVMVa
   }
   c->vw = PW;
   LLVMValueRef a = cg_vload(c, w->part, at);
-  for (int h = 0; h < vw / PW; h++) a = fma_(c, half8(c, x, h), half8(c, y, h), a);
+  for (int h = 0; h < vw / PW; h++) a = fma_(c, cg_lanes(c, x, PW, h), cg_lanes(c, y, PW, h), a);
   cg_vstore(c, a, w->part, at);
   c->vw = vw;
 }
