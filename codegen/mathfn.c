@@ -123,7 +123,8 @@ static bool zmm(const cg_ctx *c) {
 }
 
 /* 2^(j/8) for j = the low 3 bits of each lane of bits: lane by lane
- * from an 8-entry constant. On an AVX2 host, vpermps per 8 lanes
+ * from an 8-entry constant; with `less_j`, the entries' bit patterns
+ * less j << 20 (see cg_exp2_decay). On an AVX2 host, vpermps per 8 lanes
  * (llvm.x86.avx2.permps), which reads only the low 3 bits of each index;
  * on an AVX-512 host, per 16 lanes (llvm.x86.avx512.permvar.sf.512,
  * which reads the low 4 bits: the table twice), one operation where
@@ -133,9 +134,16 @@ static bool zmm(const cg_ctx *c) {
  * with 7 (the IR's extracts need it): one operation more per 8 lanes of
  * the decay's ~14, the scan 3-5% slower (in-process A/B). The same values
  * on every host. */
-static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits) {
+static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits, bool less_j) {
   LLVMValueRef el[16];
-  for (int j = 0; j < 16; j++) el[j] = cg_f32c(c, exp2((j % 8) / 8.0));
+  for (int j = 0; j < 16; j++) {
+    float f = (float)exp2((j % 8) / 8.0);
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u -= less_j ? (uint32_t)(j % 8) << 20 : 0; /* stays a normal number */
+    memcpy(&f, &u, sizeof f);
+    el[j] = cg_f32c(c, f);
+  }
   bool split[2] = {false, true};
   if (zmm(c)) {
     LLVMValueRef args[2] = {LLVMConstVector(el, 16), bits};
@@ -168,22 +176,22 @@ static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits) {
  * polynomial over [-1/2, 1/2] took 6 and its 2^k multiply a 7th (the
  * scan alone 4-9% faster at d 8 and d 64, both forms compiled in one
  * process and timed alternately; as accurate, tests/test_codegen.c).
- * 2^k scales by adding k to the exponent field (on an AVX-512 host, 16
- * or 32 lanes: vscalefps by floor(k + j/8) = k, one operation for the
- * shift, mask and add, the same values but +0 where a denormal came
- * out before: the forward scan 15-30% faster, in-process A/B, with the
- * one-operation vpermps above; NaN stays NaN): T (1 + q) is in [0.95,
- * 1.92], so the field, k + 127 (one less below 1: j = 0 and r < 0, which
- * needs k > -127), stays in 0..254 for x clamped to [-127, 127.49] (no
- * upper clamp where x <= 0 is known: at d 8 the forward scan ~9%
- * faster, in-process A/B); at 0
- * the result is +0 (x = -127 gives j = 0, r = 0, T (1 + q) = 1 exactly)
- * or a denormal that reads as zero under DAZ (the kernel sets FTZ and
- * DAZ), as the true value flushes. NaN stays NaN when bits 3..11 of its
- * payload are zero, as in every NaN that arithmetic makes (x86's default
- * NaN): those bits land in the exponent field. Against exp(delta A) the
- * rounding of delta log2 e adds |x| 2^-24 relative (tests/test_codegen.c
- * measures the whole). Without flushing: cg_exp(x ln 2). */
+ * 2^k scales T before the multiply: t's bits shifted by 20 are
+ * (k << 23) + (j << 20), and the table holds 2^(j/8) less j << 20, so
+ * one integer add gives T 2^k (the exponent field k + 127 stays in
+ * 0..254 for x clamped to [-127, 127.49]; no upper clamp where x <= 0 is
+ * known: at d 8 the forward scan ~9% faster, in-process A/B), and the
+ * fma T 2^k (1 + q) is T (1 + q) scaled exactly wherever the result is a
+ * normal number. Scaling after the fma took a mask more (the decay's
+ * operations 12 -> 11: forward scans 4-10% faster, the same outputs,
+ * in-process A/B). Below 2^-126 the result is +0 as the true value
+ * flushes (FTZ; or T 2^k itself is +0 or a denormal that DAZ reads as
+ * zero at k = -127, x = -127 giving exactly +0). NaN stays NaN (q is
+ * NaN). On an AVX-512 host (16 or 32 lanes) vscalefps scales the
+ * product by floor(k + j/8) = k, one operation: the forward scan 15-30%
+ * faster, in-process A/B, with the one-operation vpermps above. Against
+ * exp(delta A) the rounding of delta log2 e adds |x| 2^-24 relative
+ * (tests/test_codegen.c measures the whole). Without flushing: cg_exp(x ln 2). */
 LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x, bool nonpos) {
   static const double Q[] = {5.5496221798e-02, 2.4025762984e-01, 6.9314721426e-01};
   const double magic = 1572864.0; /* 1.5 * 2^20: t's last bit is 1/8 */
@@ -193,18 +201,20 @@ LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x, bool nonpos) {
   LLVMValueRef t = add(c, x, K(c, magic)), x8 = cg_fsub(c, t, K(c, magic), 0);
   LLVMValueRef r = cg_fsub(c, x, x8, 0);
   LLVMValueRef q = mul(c, horner(c, r, Q, 3), r);
-  LLVMValueRef T = pow2_eighths(c, as_int(c, t));
-  LLVMValueRef y = cg_fmuladd(c, T, q, T);
   if (zmm(c)) { /* y 2^floor(x8) = y 2^k by vscalefps: one operation for three */
+    LLVMValueRef T = pow2_eighths(c, as_int(c, t), false);
+    LLVMValueRef y = cg_fmuladd(c, T, q, T);
     LLVMValueRef args[5] = {y, x8, y, LLVMConstInt(LLVMInt16TypeInContext(c->C), 0xFFFF, 0),
                             cg_i32c(c, 4 /* the current rounding mode */)};
     bool split[5] = {true, true, true, false, false};
     return by_parts(c, "llvm.x86.avx512.mask.scalef.ps.512", 16, args, split, 5);
   }
-  /* t's bits are 0x49C00000 + 8k + j: shifted by 20 and masked, k << 23 */
-  LLVMValueRef k = LLVMBuildAnd(c->B, LLVMBuildShl(c->B, as_int(c, t), I(c, 20), ""),
-                                I(c, (int32_t)0xFF800000u), "");
-  return as_float(c, LLVMBuildAdd(c->B, as_int(c, y), k, ""));
+  /* t's bits are 0x49C00000 + 8k + j, so shifted by 20 they are
+   * (k << 23) + (j << 20); the table entry less j << 20, plus those,
+   * is 2^(j/8) with k added to its exponent field: T 2^k */
+  LLVMValueRef Tk = as_float(c, LLVMBuildAdd(c->B, as_int(c, pow2_eighths(c, as_int(c, t), true)),
+                                             LLVMBuildShl(c->B, as_int(c, t), I(c, 20), ""), ""));
+  return cg_fmuladd(c, Tk, q, Tk);
 }
 
 /* log(x) = e ln2 + log(m), m in [sqrt(1/2), sqrt(2)), from the exponent

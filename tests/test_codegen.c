@@ -1439,14 +1439,15 @@ static void approximations_flushed(void **state) {
  * (1, |x|), A = sign(x), B = (1, 0) and C = (0, 1), y[1] = a_1 h_0 = exp(x).
  * Besides the table and polynomial (about 1 ulp), rounding delta log2 e
  * and the product costs up to |x| 2^-24 relative each: at most 2 + 2|x|
- * ulp. */
-static void scan_decay(bool flushed) {
+ * ulp. A named cpu takes the generic forms (no x86 intrinsics), which
+ * the host otherwise never runs. */
+static void scan_decay(bool flushed, const char *cpu) {
   enum { W = 1 << 16, POINTS = 1 << 21 };
   ir_func *f = ir_func_new();
   int in[4] = {input(f, "u", F(2, W)), input(f, "delta", F(2, W)), input(f, "A", F(W, 1)),
                input(f, "bc", F(2, 2))};
   out(f, "y", OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E)));
-  cg_options o = {.denormals = !flushed};
+  cg_options o = {.denormals = !flushed, .cpu = cpu};
   cg_module *m = cg_compile(f, &o, &E);
   if (!m) fail_msg("%s", E.msg);
   void *arena = cg_arena_new(m);
@@ -1494,8 +1495,8 @@ static void scan_decay(bool flushed) {
     if (!(fabsf(y[W + i]) <= 2 * FLT_MIN)) fail_msg("exp(%g) = %g", -(double)dl[W + i], (double)y[W + i]);
   for (int i = 4; i <= 6; i++)
     if (!(y[W + i] >= 2.3e38f)) fail_msg("exp(%g) = %g", (double)dl[W + i], (double)y[W + i]);
-  print_message("scan decay: worst %.2f of the bound (at x = %.9g)%s\n", worst, at,
-                flushed ? ", flushed" : "");
+  print_message("scan decay: worst %.2f of the bound (at x = %.9g)%s%s\n", worst, at,
+                flushed ? ", flushed" : "", cpu ? ", generic forms" : "");
   free(u), free(dl), free(A), free(x), free(y);
   free(arena);
   cg_free(m);
@@ -1504,8 +1505,9 @@ static void scan_decay(bool flushed) {
 
 static void scan_decay_vs_libm(void **state) {
   (void)state;
-  scan_decay(false);
-  scan_decay(true);
+  scan_decay(false, NULL);
+  scan_decay(true, NULL);
+  scan_decay(true, "x86-64-v3");
 }
 
 /* ---- text dumps, timing, threads ---- */
