@@ -20,8 +20,9 @@
 
 /* RB rows x 2 vectors: 12 accumulators, more than the 8 that two FMA
  * units of latency 4 need in flight, so a late load does not stall
- * (mamba d 64: the matmuls ~10% faster than with 4 rows). */
-enum { VW = 8, ZW = 16, RB = 6 };
+ * (mamba d 64: the matmuls ~10% faster than with 4 rows); RB1 rows of
+ * an output one vector wide: those 8. */
+enum { VW = 8, ZW = 16, RB = 6, RB1 = 8 };
 
 typedef struct {
   LLVMTypeRef vt;
@@ -315,8 +316,11 @@ void cg_emit_matmul(cg_ctx *c, int v) {
    * nest for the rest, which cost 14% of a whole kernel's compile. An
    * output one vector wide of up to 2 RB rows is one block (the [8,8]
    * weight gradients of attention at d 8 took two, overlapping, 40%
-   * slower); more rows stay in blocks of RB, finer for the causal skip. */
-  int rb = m.N <= m.vw && m.M <= 2 * RB ? (int)m.M : RB;
+   * slower), more rows are blocks of RB1: RB's 6 accumulators were too
+   * few for the FMA latency (the [64,8] projections and attention's
+   * weighted values at d 8 4-14% faster, in-process A/B). Wider outputs
+   * stay in blocks of RB rows. */
+  int rb = m.N > m.vw ? RB : m.M <= 2 * RB ? (int)m.M : RB1;
   if (m.M >= rb) {
     /* upto, prefix (plan.c): the blocks up to the row read; after them
      * zeros (upto) or what was there (prefix) */

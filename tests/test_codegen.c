@@ -346,15 +346,16 @@ static int b_matmul(ir_func *f, ir_op op, int var) {
   (void)op;
   /* {M, K, N, rank}. {3, 13, 10} with tb: dot products along K, a K % 8
    * tail; {16, 16, 24} with tb: B transposed by 8x8 blocks along both
-   * axes; N = 1: computed transposed (one row against A); N = 8: rows in
-   * blocks of 12, one block for M = 8, overlapping ones for M = 13;
+   * axes; N = 1: computed transposed (one row against A); N <= 8: one
+   * block of up to 12 rows (M = 8), else blocks of 8 rows, overlapping
+   * for M = 13, five of them for M = 40 (N = 5: a partial vector);
    * N 16, 32, 48 (and 64): 16-lane vectors on an AVX-512 host (one, a
    * pair, a pair and one), B transposed by 8x8 blocks into them */
   static const int big[][4] = {{9, 13, 29, 2}, {64, 8, 64, 2}, {1, 16, 8, 2},
                                 {12, 33, 17, 2}, {3, 13, 10, 2}, {16, 16, 24, 2},
                                 {16, 64, 1, 2},  {64, 16, 1, 2}, {9, 5, 1, 3},
                                 {8, 64, 8, 2},   {13, 5, 8, 3},  {13, 16, 16, 2},
-                                {7, 24, 32, 2},  {20, 16, 48, 3}};
+                                {7, 24, 32, 2},  {20, 16, 48, 3}, {40, 16, 5, 2}};
   enum { NBIG = sizeof big / sizeof big[0] };
   if (var >= 12 + NBIG * 4) return -1;
   bool ta = var & 1, tb = var & 2;
