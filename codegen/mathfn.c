@@ -291,8 +291,7 @@ LLVMValueRef cg_softplus(cg_ctx *c, LLVMValueRef x) {
   LLVMValueRef z = mul(c, sv, sv), t = add(c, sv, sv);
   LLVMValueRef l = cg_fmuladd(c, t, mul(c, z, horner(c, z, Q, 4)), t);
   LLVMValueRef pos = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 0.0)), x, K(c, 0.0));
-  LLVMValueRef r = add(c, pos, l);
-  return sel(c, fcmp(c, LLVMRealUNO, x, x), x, r);
+  return add(c, pos, l); /* NaN: e and so l are NaN */
 }
 
 /* |x| < 0.625: odd polynomial (Cephes tanhf); else 1 - 2/(exp(2|x|)+1)
