@@ -4,7 +4,9 @@
  *   DIR/experiment.json, DIR/runs/<run>/{config.json, train.csv, sweep.csv,
  *   checkpoint.safetensors, done}, DIR/results.csv, DIR/convergence.csv.
  * run_one.c trains one run; run_results.c writes the tidy CSV files;
- * cmd_run.c is the command (resume, parallel runs, progress). */
+ * run_pool.c trains an invocation's runs in parallel, showing progress;
+ * cmd_run.c is the command (experiments and studies, their directories,
+ * resume). */
 #ifndef RECALL_CMD_RUN_H
 #define RECALL_CMD_RUN_H
 
@@ -71,5 +73,47 @@ int cr_concat_results(const char *dir, const char *const *subdirs, int n,
 /* Reads a whole file into a malloc'd NUL-terminated string; NULL if it
  * cannot. */
 char *cr_read_file(const char *path, size_t *len);
+
+/* ---- run_pool.c ---- */
+
+/* An experiment of the invocation: its spec, its directory, its runs
+ * (set up before anything runs) and which of them an earlier invocation
+ * finished (done[r]: skipped). */
+typedef struct {
+  fe_experiment *e;
+  char *dir;
+  cm_run *cm;
+  bool *done;
+} cr_xp;
+
+typedef struct {
+  int x, r; /* experiment, run */
+} cr_run_ref;
+
+/* What cr_run_pool did: runs in all, skipped as done, to train now, and
+ * of those finished and failed (failures[0..failed), malloc'd). */
+typedef struct {
+  int total, skipped, trained, finished, failed;
+  cr_run_ref *failures;
+} cr_tally;
+
+/* Trains every run of xps[0..n_xps) not done, `jobs` at a time on worker
+ * threads (the longest first by a guess of their work; `threads` and
+ * `backend` inside each), each into <dir>/runs/<run>/ with `done`
+ * written last (after clearing what an unfinished attempt left). A
+ * terminal shows a status block; every run ends in one line (its
+ * experiment's name in front in a study); a failed run's message is
+ * printed and the others go on. Takes no new run once cli_stop is
+ * raised. Fills *t. */
+void cr_run_pool(cr_xp *xps, int n_xps, bool study, int jobs, const char *backend,
+                 int threads, cr_tally *t);
+
+/* Helpers of the run command: dir/name (malloc'd); monotonic seconds; a
+ * duration as "42s", "3m05s" or "1h02m"; removing the temporary files
+ * (NAME.tmp.PID.N) that a killed write left in dir. */
+char *cr_join(const char *dir, const char *name);
+double cr_now(void);
+void cr_fmt_time(double s, char *buf, size_t n);
+void cr_remove_temps(const char *dir);
 
 #endif
