@@ -18,7 +18,9 @@ void cg_emit_gather(cg_ctx *c, int v) {
                po = cg_ptr(c, v);
   LLVMTypeRef ty = cg_elty(c, t);
   cg_loop lj, lr;
-  LLVMValueRef j = cg_forn(c, &lj, J);
+  /* prefix (plan.c): the rows up to the one read; later ones as they were */
+  LLVMValueRef j = c->p->node[v].prefix ? cg_for(c, &lj, cg_i64(c, 0), cg_upto_rows(c, J))
+                                        : cg_forn(c, &lj, J);
   LLVMValueRef row = cg_mulk(c, cg_clamp_index(c, load_i32(c, pi, j), V), R);
   LLVMValueRef r = cg_forn(c, &lr, R);
   cg_store(c, cg_load(c, ty, pt, cg_add(c, row, r)), po,

@@ -37,15 +37,18 @@ static void transpose_w(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src,
 }
 
 /* Rows t0 <= t < t1 of fwd / bwd_x in explicit vectors of c->vw lanes
- * over e (E a multiple of them): per row and block of channels the taps'
- * sum stays in a register, k in order (the same sums as conv's loops);
- * checked: taps whose source row is outside 0..L-1 are skipped. */
+ * over e (E a multiple of them), and below `upto` where that is set (a
+ * row count known when the kernel runs): per row and block of channels
+ * the taps' sum stays in a register, k in order (the same sums as
+ * conv's loops); checked: taps whose source row is outside 0..L-1 are
+ * skipped. */
 static void rows_vec(cg_ctx *c, conv_kind kind, int64_t L, int64_t E, int64_t W,
                      LLVMValueRef px, LLVMValueRef wt, LLVMValueRef po, int64_t t0,
-                     int64_t t1, bool checked) {
+                     int64_t t1, bool checked, LLVMValueRef upto) {
   if (t0 >= t1) return;
   cg_loop lt, le;
-  LLVMValueRef t = cg_for(c, &lt, cg_i64(c, t0), cg_i64(c, t1));
+  LLVMValueRef end = upto ? cg_imin(c, upto, cg_i64(c, t1)) : cg_i64(c, t1);
+  LLVMValueRef t = cg_for(c, &lt, cg_i64(c, t0), end);
   LLVMValueRef e = cg_mulk(c, cg_forn(c, &le, E / c->vw), c->vw);
   LLVMValueRef acc = cg_alloca(c, cg_vty(c, c->f32), LLVMConstNull(cg_vty(c, c->f32)));
   for (int64_t k = 0; k < W; k++) {
@@ -110,6 +113,8 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
   LLVMValueRef p0 = cg_ptr(c, n->in[0]), p1 = cg_ptr(c, n->in[1]),
                po = cg_ptr(c, v), wt = c->slot[c->p->node[v].scratch[0]];
   int vw = c->wide && E % 16 == 0 ? 16 : E % 8 == 0 ? 8 : 0;
+  /* prefix (plan.c): the rows up to the one read; later ones as they were */
+  LLVMValueRef upto = c->p->node[v].prefix ? cg_upto_rows(c, L) : NULL;
   /* explicit vectors where E allows: the conv nodes ~2x faster (mamba
    * d 8 training kernel -4%, forward -2%, d 64 -3%; in-process A/B) */
   if (vw && W <= 16) {
@@ -125,9 +130,9 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
     /* the rows whose taps all lie in 0..L-1, and the few checked */
     int64_t a = kind == CONV_FWD ? (W - 1 < L ? W - 1 : L) : 0;
     int64_t b = kind == CONV_FWD ? L : (L - W + 1 > 0 ? L - W + 1 : 0);
-    rows_vec(c, kind, L, E, W, p0, wt, po, 0, a, true);
-    rows_vec(c, kind, L, E, W, p0, wt, po, a, b, false);
-    rows_vec(c, kind, L, E, W, p0, wt, po, b, L, true);
+    rows_vec(c, kind, L, E, W, p0, wt, po, 0, a, true, upto);
+    rows_vec(c, kind, L, E, W, p0, wt, po, a, b, false, upto);
+    rows_vec(c, kind, L, E, W, p0, wt, po, b, L, true, upto);
     c->vw = 0;
     return;
   }
@@ -144,7 +149,7 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
     lo = cg_imax(c, cg_i64(c, 0), LLVMBuildSub(c->B, cg_i64(c, W - 1), k, ""));
     t = cg_for(c, &lt, lo, cg_i64(c, L));
   } else {
-    t = cg_forn(c, &lt, L);
+    t = upto ? cg_for(c, &lt, cg_i64(c, 0), upto) : cg_forn(c, &lt, L);
     /* fwd: t-(W-1)+k >= 0;  bwd_x: t+(W-1)-k <= L-1 */
     lo = kind == CONV_FWD ? LLVMBuildSub(c->B, cg_i64(c, W - 1), t, "")
                           : cg_addk(c, t, W - L);

@@ -376,8 +376,9 @@ static void mark_upto(const ir_func *f, cg_plan *p, const bool *is_out, int **us
  * only, its later rows left as they were: no needed value reads them (a
  * reader computing every row makes garbage in its own unneeded rows).
  * Emitters that bound their rows: a group's loop (elementwise ops,
- * views, reductions) and a matmul's row blocks; the rest compute every
- * row, which is correct, just not faster. */
+ * views, reductions), a matmul's row blocks, conv1d and gather (over
+ * their first axis); the rest compute every row, which is correct, just
+ * not faster. */
 static int first_axis(const ir_type *t) {
   for (int d = 0; d < t->rank; d++)
     if (t->dim[d] != 1) return d;
@@ -498,6 +499,9 @@ static void mark_prefix(const ir_func *f, cg_plan *p, const bool *live, const bo
       int r = s->type.rank;
       q->prefix = !s->attr.ta && ax[v] == r - 2 && first_axis(&s->type) == r - 2 &&
                   s->type.dim[r - 1] > 1;
+    } else if (s->op == IR_OP_CONV1D ||
+               (s->op == IR_OP_GATHER && f->nodes[s->in[1]].type.rank == 1)) {
+      q->prefix = ax[v] == 0 && first_axis(&s->type) == 0; /* its rows: the indices */
     }
     p->n_upto += q->prefix;
   }

@@ -1115,8 +1115,8 @@ static void run_seeded(const ir_func *f, cg_module *m, uint64_t seed, int pos, i
  * whole) computes the first layer's scores, softmax, weighted values and
  * the scan only up to the row read, and writes zeros after it (upto);
  * the row-wise work that only such readers read (a Mamba-like block: an
- * RMS norm, projections, silu, softplus, into a scan read whole and one
- * read at the row) stops there too, its later rows left as they were
+ * embedding's gather, an RMS norm, projections, conv1d, silu, softplus,
+ * into a scan read whole and one read at the row) stops there too, its later rows left as they were
  * (prefix). The outputs are bit for bit those of the kernel without it,
  * at every row, on an arena used by a run on NaNs before: no needed
  * value reads a row after p. (The zeros themselves are not seen here:
@@ -1128,16 +1128,22 @@ static void run_seeded(const ir_func *f, cg_module *m, uint64_t seed, int pos, i
 static void upto_the_row_read(void **state) {
   (void)state;
   static const int lens[] = {5, 13, 130};
-  for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
-    int L = lens[li], d = 8, Ex = 16, N = 4;
+  for (size_t li = 0; li < 2 * sizeof lens / sizeof lens[0]; li++) {
+    /* Ex 16: conv1d in vectors; 12: its scalar loops */
+    int L = lens[li / 2], d = 8, Ex = li % 2 ? 12 : 16, N = 4;
     ir_func *f = ir_func_new();
     int pos = input(f, "pos", IS);
     int h = attention_block(f, attention_block(f, input(f, "x", F(L, d)), d, 0), d, 1);
     out(f, "att", op2(f, IR_OP_SELECT_ROW, h, pos, (ir_attrs){0}));
-    int x2 = input(f, "x2", F(L, d));
+    /* tokens (every i32 leaf holds the row read) into a table of L + 1
+     * rows: not a length of the rows */
+    int x2 = op2(f, IR_OP_GATHER, input(f, "table", F(L + 1, d)), input(f, "tokens", I(L)),
+                 (ir_attrs){0});
     int ms = op1(f, IR_OP_MEAN, bin(f, IR_OP_MUL, x2, x2), (ir_attrs){.axis = 1});
     int xn = bin(f, IR_OP_MUL, x2, un(f, IR_OP_RSQRT, bin(f, IR_OP_ADD, ms, fill(f, 1e-5, F(1)))));
-    int u = un(f, IR_OP_SILU, linear(f, xn, input(f, "w_in", F(Ex, d))));
+    int xc = op2(f, IR_OP_CONV1D, linear(f, xn, input(f, "w_in", F(Ex, d))),
+                 input(f, "w_conv", F(Ex, 4)), (ir_attrs){0});
+    int u = un(f, IR_OP_SILU, xc);
     int dl = un(f, IR_OP_SOFTPLUS, bin(f, IR_OP_ADD, input(f, "d", F(L, Ex)),
                                        linear(f, u, input(f, "w_dt", F(Ex, Ex)))));
     int A = un(f, IR_OP_NEG, un(f, IR_OP_EXP, input(f, "A_log", F(Ex, N))));
@@ -1154,16 +1160,17 @@ static void upto_the_row_read(void **state) {
       if (!m[k]) fail_msg("compile: %s", E.msg);
     }
     /* upto: the first layer's scores, softmax and values, the scan;
-     * prefix: the mean, its rsqrt ([L,1], a loop of its own), the normed
-     * x, the three projections, silu(u), softplus, silu(y) */
+     * prefix: the gather, the mean, its rsqrt ([L,1], a loop of its
+     * own), the normed x, the three projections, the conv, silu(u),
+     * softplus, silu(y) */
     assert_int_equal(cg_module_stats(m[0])->n_upto, 0);
-    assert_int_equal(cg_module_stats(m[1])->n_upto, 4 + 9);
+    assert_int_equal(cg_module_stats(m[1])->n_upto, 4 + 11);
     int ps[] = {0, 1, L / 2, L - 2, L - 1};
     for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
       float *o[2][2];
       for (int k = 0; k < 2; k++) {
         for (int j = 0; j < 2; j++) o[k][j] = calloc(Ex + 1, sizeof(float));
-        run_seeded(g, m[k], 1000 + li, ps[pi], L - 1, o[k]);
+        run_seeded(g, m[k], 1000 + li / 2, ps[pi], L - 1, o[k]);
       }
       for (int j = 0; j < 2; j++) {
         int n = j ? Ex : d;
