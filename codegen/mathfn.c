@@ -183,8 +183,8 @@ static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits, bool less_j) {
  * known: at d 8 the forward scan ~9% faster, in-process A/B), and the
  * fma T 2^k (1 + q) is T (1 + q) scaled exactly wherever the result is a
  * normal number. Scaling after the fma took a mask more (the decay's
- * operations 12 -> 11: forward scans 4-10% faster, the same outputs,
- * in-process A/B). Below 2^-126 the result is +0 as the true value
+ * operations per 8 lanes 13 -> 12 on AVX2: forward scans 4-10% faster,
+ * the same outputs, in-process A/B). Below 2^-126 the result is +0 as the true value
  * flushes (FTZ; or T 2^k itself is +0 or a denormal that DAZ reads as
  * zero at k = -127, x = -127 giving exactly +0). NaN stays NaN (q is
  * NaN). On an AVX-512 host (16 or 32 lanes) vscalefps scales the

@@ -1116,10 +1116,10 @@ static void run_seeded(const ir_func *f, cg_module *m, uint64_t seed, int pos, i
  * the scan only up to the row read, and writes zeros after it (upto);
  * the row-wise work that only such readers read (a Mamba-like block: an
  * embedding's gather, an RMS norm, projections, conv1d, silu, softplus,
- * into a scan read whole and one read at the row) stops there too, its later rows left as they were
- * (prefix). The outputs are bit for bit those of the kernel without it,
- * at every row, on an arena used by a run on NaNs before: no needed
- * value reads a row after p. (The zeros themselves are not seen here:
+ * into a scan read whole and one read at the row) stops there too, its
+ * later rows left as they were (prefix). The outputs are bit for bit
+ * those of the kernel without it, at every row, on an arena used by a
+ * run on NaNs before: no needed value reads a row after p. (The zeros themselves are not seen here:
  * the rows after p that the second layer's masked keys read lie in
  * slots that earlier nodes of the same run have refilled with finite
  * values; the zeros keep a NaN of an earlier example out.) Lengths
