@@ -383,6 +383,22 @@ void cg_transpose8(cg_ctx *c, LLVMValueRef src, LLVMValueRef at, int64_t ld_src,
   }
 }
 
+void cg_transpose(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t R, int64_t C) {
+  cg_loop li, lj;
+  if (R % 8 == 0 && C % 8 == 0) {
+    LLVMValueRef ib = cg_forn(c, &li, R / 8), jb = cg_forn(c, &lj, C / 8);
+    cg_transpose8(c, src, cg_add(c, cg_mulk(c, ib, 8 * C), cg_mulk(c, jb, 8)), C, dst,
+                  cg_add(c, cg_mulk(c, jb, 8 * R), cg_mulk(c, ib, 8)), R);
+  } else {
+    LLVMValueRef i = cg_forn(c, &li, R), j = cg_forn(c, &lj, C);
+    cg_store(c, cg_loadf(c, src, cg_add(c, cg_mulk(c, i, C), j)), dst,
+             cg_add(c, cg_mulk(c, j, R), i));
+    li.scalar = lj.scalar = true;
+  }
+  cg_endfor(c, &lj);
+  cg_endfor(c, &li);
+}
+
 /* ---- denormals ---- */
 
 static void mxcsr(cg_ctx *c, const char *name, LLVMValueRef at) {

@@ -276,13 +276,7 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   m.po = cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
   LLVMValueRef pb_src = pb;
   if (copy && g.tb && m.N % VW == 0 && m.K % VW == 0) { /* B' = B^T by 8x8 blocks */
-    LLVMValueRef jb = cg_forn(c, &lj, m.N / VW);
-    LLVMValueRef pb = cg_forn(c, &lp, m.K / VW);
-    LLVMValueRef from = cg_add(c, boff, cg_add(c, cg_mulk(c, jb, VW * m.K), cg_mulk(c, pb, VW)));
-    LLVMValueRef to = cg_add(c, cg_mulk(c, pb, VW * npad), cg_mulk(c, jb, VW));
-    cg_transpose8(c, pb_src, from, m.K, scratch, to, npad);
-    cg_endfor(c, &lp);
-    cg_endfor(c, &lj);
+    cg_transpose(c, scratch, cg_gep(c, c->f32, pb_src, boff), m.N, m.K); /* npad = N */
     m.pb = scratch, m.ldb = npad;
   } else if (copy) { /* B' [K, npad] = B or B^T, zero padded */
     LLVMValueRef p = cg_forn(c, &lp, m.K);

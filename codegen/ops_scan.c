@@ -69,29 +69,6 @@ static LLVMValueRef bcast(cg_ctx *c, LLVMValueRef x, LLVMValueRef i) {
   return cg_splat(c, cg_loadf(c, x, i));
 }
 
-/* dst[j*R + i] = src[i*C + j] for an [R, C] matrix src: by 8x8 blocks in
- * registers where both are multiples of 8 (with 512-bit vectors LLVM
- * vectorised the plain loop into scatters: the Mamba d 8 training
- * kernel 2.5% slower, its forward 1.4%, in-process A/B) */
-static void transpose(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t R,
-                      int64_t C) {
-  cg_loop li, lj;
-  if (R % 8 == 0 && C % 8 == 0) {
-    LLVMValueRef ib = cg_forn(c, &li, R / 8), jb = cg_forn(c, &lj, C / 8);
-    cg_transpose8(c, src, cg_add(c, cg_mulk(c, ib, 8 * C), cg_mulk(c, jb, 8)), C, dst,
-                  cg_add(c, cg_mulk(c, jb, 8 * R), cg_mulk(c, ib, 8)), R);
-    cg_endfor(c, &lj);
-    cg_endfor(c, &li);
-    return;
-  }
-  LLVMValueRef i = cg_forn(c, &li, R);
-  LLVMValueRef j = cg_forn(c, &lj, C);
-  cg_store(c, cg_loadf(c, src, cg_add(c, cg_mulk(c, i, C), j)), dst,
-           cg_add(c, cg_mulk(c, j, R), i));
-  cg_endfor(c, &lj);
-  cg_endfor(c, &li);
-}
-
 /* v >= 0 or NaN by its op (through views): softplus's delta, exp(A_log) */
 static bool nonneg(const ir_func *f, int v) {
   const ir_node *n = &f->nodes[v];
@@ -255,7 +232,7 @@ void cg_emit_scan(cg_ctx *c, int v) {
     w.pH = cg_gep(c, c->f32, w.pAT, cg_i64(c, w.B));
     w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.B));
   }
-  transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
+  cg_transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
   if (q->read_at >= 0 && q->pair < 0) { /* the row, clamped (select_row counts it) */
     fwd_sweep_to(c, &w, cg_read_row(c, q->read_at, w.L));
   } else if (q->upto) { /* every row up to the one read (plan.c), then zeros */
@@ -406,7 +383,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.pG = cg_gep(c, c->f32, work, cg_i64(c, w.B));
   w.pdAT = cg_gep(c, c->f32, work, cg_i64(c, 2 * w.B));
   w.part = cg_gep(c, c->f32, work, cg_i64(c, 3 * w.B));
-  transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
+  cg_transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
   w.keep = true;
   if (q->pair >= 0) { /* the scan's saved states and decays */
     const cg_node_plan *sq = &c->p->node[q->pair];
@@ -437,5 +414,5 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
     bwd_step(c, &w, pdbc);
     cg_endfor(c, &lt);
   }
-  transpose(c, pdA, w.pdAT, N, E);
+  cg_transpose(c, pdA, w.pdAT, N, E);
 }

@@ -23,19 +23,6 @@ static LLVMValueRef fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
  * same order, held in registers across the taps. */
 typedef enum { CONV_FWD, CONV_BWD_X, CONV_BWD_W } conv_kind;
 
-/* dst[k*E + e] = src[e*W + k], or the reverse */
-static void transpose_w(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src,
-                        int64_t E, int64_t W, bool to_wt) {
-  cg_loop le, lk;
-  LLVMValueRef e = cg_forn(c, &le, E);
-  LLVMValueRef k = cg_forn(c, &lk, W);
-  LLVMValueRef ew = cg_add(c, cg_mulk(c, e, W), k), ke = cg_add(c, cg_mulk(c, k, E), e);
-  cg_store(c, ld(c, src, to_wt ? ew : ke), dst, to_wt ? ke : ew);
-  lk.scalar = le.scalar = true; /* vectorised, it became scatters */
-  cg_endfor(c, &lk);
-  cg_endfor(c, &le);
-}
-
 /* Rows t0 <= t < t1 of fwd / bwd_x in explicit vectors of c->vw lanes
  * over e (E a multiple of them), and below `upto` where that is set (a
  * row count known when the kernel runs): per row and block of channels
@@ -122,10 +109,10 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
       c->vw = vw;
       bwd_w_vec(c, L, E, W, p0, p1, wt);
       c->vw = 0;
-      transpose_w(c, po, wt, E, W, false);
+      cg_transpose(c, po, wt, W, E); /* wT [W,E] -> [E,W] */
       return;
     }
-    transpose_w(c, wt, p1, E, W, true);
+    cg_transpose(c, wt, p1, E, W);
     c->vw = vw;
     /* the rows whose taps all lie in 0..L-1, and the few checked */
     int64_t a = kind == CONV_FWD ? (W - 1 < L ? W - 1 : L) : 0;
@@ -140,7 +127,7 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
     cg_zero(c, wt, W * E);
   else {
     cg_zero(c, po, ir_numel(&n->type));
-    transpose_w(c, wt, p1, E, W, true);
+    cg_transpose(c, wt, p1, E, W);
   }
   cg_loop lt, lk, le;
   LLVMValueRef t, k, lo;
@@ -172,7 +159,7 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
   if (kind == CONV_BWD_W) {
     cg_endfor(c, &lt);
     cg_endfor(c, &lk);
-    transpose_w(c, po, wt, E, W, false);
+    cg_transpose(c, po, wt, W, E); /* wT [W,E] -> [E,W] */
   } else {
     cg_endfor(c, &lk);
     cg_endfor(c, &lt);
