@@ -461,6 +461,43 @@ static void resume_redoes_only_unfinished(void **state) {
   free(out);
 }
 
+/* A run that fails (its directory is a file) does not stop the others:
+ * they finish, the failure is listed by name, the command exits 1 and
+ * results.csv holds the finished runs; after the cause is removed,
+ * --resume redoes only that run. */
+static void failed_run_listed_others_finish(void **state) {
+  (void)state;
+  char cmd[512], path[512];
+  snprintf(cmd, sizeof cmd, "cp -r %s/A %s/F", tmp, tmp);
+  assert_int_equal(system(cmd), 0);
+  const char *bad = tiny_runs[1], *redo = tiny_runs[3];
+  snprintf(cmd, sizeof cmd, "rm -r %s/F/runs/%s %s/F/runs/%s && touch %s/F/runs/%s", tmp,
+           bad, tmp, redo, tmp, bad);
+  assert_int_equal(system(cmd), 0);
+  char *out;
+  assert_int_equal(run_recall(&out, "run %s/tiny.lua -o %s/F --resume -j 2", tmp, tmp), 1);
+  assert_contains(out, "2 of 4 runs are done; running the other 2");
+  snprintf(path, sizeof path, "recall run: failed: %s\n", bad);
+  assert_contains(out, path);
+  assert_contains(out, "3 of 4 runs finished");
+  assert_contains(out, "1 failed");
+  free(out);
+  assert_true(path_exists("%s/F/runs/%s/done", tmp, redo));
+  char *res = slurp("%s/F/results.csv", tmp);
+  assert_null(strstr(res, bad));
+  assert_non_null(strstr(res, redo));
+  free(res);
+  snprintf(path, sizeof path, "%s/F/runs/%s", tmp, bad);
+  assert_int_equal(unlink(path), 0);
+  int st = run_recall(&out, "run %s/tiny.lua -o %s/F --resume", tmp, tmp);
+  if (st) fail_msg("%s", out);
+  assert_contains(out, "3 of 4 runs are done; running the other 1");
+  free(out);
+  char *a = slurp("%s/A/results.csv", tmp), *f = slurp("%s/F/results.csv", tmp);
+  assert_string_equal(a, f);
+  free(a), free(f);
+}
+
 /* A study runs each experiment into DIR/<name>/ and concatenates their
  * results; the header is the union (pe only in the first). */
 static void study_concatenates(void **state) {
@@ -519,6 +556,7 @@ int main(void) {
       cmocka_unit_test(run_refuses_without_resume),
       cmocka_unit_test(jobs_do_not_change_results),
       cmocka_unit_test(resume_redoes_only_unfinished),
+      cmocka_unit_test(failed_run_listed_others_finish),
       cmocka_unit_test(study_concatenates),
   };
   int failed = cmocka_run_group_tests_name("experiment specs", unit, NULL, NULL);
