@@ -87,8 +87,10 @@ int cmd_llvm(int argc, char **argv) {
     goto done;
   }
   if (!(k = rt_model_kernel_function(f, train, &err))) goto fail;
-  /* as the runtime compiles it (model.c: a forward kernel is read at pos) */
-  cg_options o = {.cpu = cpu, .passes = passes, .no_fuse = no_fuse, .rows_to_pos = !train};
+  /* as the runtime compiles it (model.c: a forward kernel is read at pos,
+   * param-only work hoisted into the prep entry) */
+  cg_options o = {.cpu = cpu, .passes = passes, .no_fuse = no_fuse, .rows_to_pos = !train,
+                  .hoist = true};
   text = as_asm ? cg_asm(k, &o, &err)
                 : cg_llvm_ir(k, &o, strcmp(stage, "opt") ? CG_STAGE_LOWERED : CG_STAGE_OPT, &err);
   if (!text) goto fail;
@@ -98,15 +100,17 @@ int cmd_llvm(int argc, char **argv) {
     for (int v = 0; v < k->n_nodes; v++) n += !ir_op_is_leaf(k->nodes[v].op);
     fprintf(stderr, "recall llvm: %s kernel: %d IR nodes, %d outputs, %.0f FLOPs per example\n",
             kernel, n, k->n_outs, cg_flops(k));
-    cg_options jo = {.passes = passes, .no_fuse = no_fuse, .rows_to_pos = !train};
+    cg_options jo = {.passes = passes, .no_fuse = no_fuse, .rows_to_pos = !train,
+                     .hoist = true};
     cg_module *m = cg_compile(k, &jo, &err); /* for the JIT's own figures */
     if (m) {
       const cg_stats *st = cg_module_stats(m);
       fprintf(stderr, "recall llvm: JIT for this machine: lower %.1f ms, opt %.1f ms, "
               "machine code %.1f ms; %d functions, %d loops, %d buffers (%d fused, %d up to "
-              "the row read), arena %zu bytes in %d slots\n",
+              "the row read, %d once per batch), arena %zu bytes in %d slots\n",
               st->lower_ms, st->opt_ms, st->jit_ms, st->n_functions, st->n_loops_emitted,
-              st->n_materialised, st->n_fused, st->n_upto, st->arena_bytes, st->n_slots);
+              st->n_materialised, st->n_fused, st->n_upto, st->n_hoisted, st->arena_bytes,
+              st->n_slots);
       cg_free(m);
     }
   }

@@ -56,6 +56,13 @@ typedef struct {
                         left as they were (plan.c mark_prefix: no reader
                         needs them): along its first axis that is not 1
                         (a group's loop, a matmul's rows) */
+  bool hoist;        /* with cg_options.hoist: its value depends on params
+                        and consts only; the prep entry computes it (into
+                        a slot nothing else uses), the kernel only reads it */
+  bool prep;         /* with cg_options.hoist: its scratch 0 starts with a
+                        copy of a param-only operand (cg_copied_operand),
+                        made by the prep entry (a slot of its own); the
+                        kernel's code for it skips the copy */
 } cg_node_plan;
 
 typedef struct {
@@ -67,11 +74,17 @@ typedef struct {
   int64_t *slot_bytes, *slot_off;
   int64_t arena_bytes;
   int n_mat, n_fused, n_placed, n_upto; /* n_upto counts prefix nodes too */
+  int n_hoisted;                        /* hoist and prep nodes */
   int upto_at; /* with rows_to_pos: the i32 leaf of the row read, or -1 */
 } cg_plan;
 
-/* rows_to_pos: cg_options.rows_to_pos (the upto nodes). */
-int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_error *err);
+/* rows_to_pos, hoist: cg_options' (the upto nodes; hoist and prep). */
+int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_plan *p,
+                  ir_error *err);
+/* The operand of node v whose copy its scratch 0 starts with, made the
+ * same whatever the example: matmul's B' (one batch), the scans' A^T;
+ * -1 if none. */
+int cg_copied_operand(const ir_func *f, int v);
 void cg_plan_free(cg_plan *p);
 /* Scratch bytes op of node v needs (0 for none), for each scratch slot. */
 int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k);
@@ -130,7 +143,16 @@ typedef struct {
                 may use 16 lanes, LLVM's vectoriser 512-bit vectors */
   int vw; /* lanes of the values being built: 0 or 1 scalar, else a
              vector width (mathfn.c's functions follow it) */
+  bool prep; /* building the prep entry: hoist nodes whole, prep nodes'
+                copies only (cg_copies) */
 } cg_ctx;
+
+/* Whether the code being built for node v makes the copy its scratch 0
+ * starts with: always, except in the kernel proper for a prep node (the
+ * prep entry made it). In the prep entry a prep node makes only that. */
+static inline bool cg_copies(const cg_ctx *c, int v) {
+  return c->prep || !c->p->node[v].prep;
+}
 
 /* Builds the kernel `name` for f (see codegen.h for the calling
  * convention) into n_units modules: the entry point and the inner kernel
@@ -281,6 +303,7 @@ void cg_emit_group(cg_ctx *c, int root);          /* ops_ew.c */
 void cg_emit_reduce(cg_ctx *c, int v);
 void cg_emit_matmul(cg_ctx *c, int v);            /* ops_matmul.c */
 int64_t cg_matmul_scratch(const ir_func *f, int v); /* bytes for B' */
+int cg_matmul_copied(const ir_func *f, int v); /* cg_copied_operand */
 /* Whether a kernel for an AVX-512 host should run 512-bit code (ops_matmul.c:
  * it weighs its matmuls): cg_ctx.wide. */
 bool cg_wide_kernel(const ir_func *f, const cg_plan *p);

@@ -19,6 +19,9 @@
  *    every intermediate value; its content on entry does not matter and on
  *    return is garbage. Buffers are planned at compile time: disjoint
  *    slots, each reused by values whose lifetimes do not overlap.
+ *    Except with cg_options.hoist: then slots of their own hold what
+ *    depends on params and consts only, made by cg_prepare and read by
+ *    every run until the params change (see cg_prepare).
  *  - No buffer may overlap another except that leaves may share memory
  *    (they are only read). The kernel is pointer-noalias on all of them.
  *  - Returns the number of out-of-range indices it met (0 normally).
@@ -114,6 +117,11 @@ typedef struct {
                          readers need no row after p stops there too
                          (plan.c mark_prefix). The outputs are the
                          same as without it for any such function. */
+  bool hoist;         /* compute what depends on params and consts only
+                         (A = -exp(A_log), the transposed copies of
+                         weights that matmuls and scans read) once, in
+                         cg_prepare, instead of in every run: the kernel
+                         then needs cg_prepare on its arena first */
   int compile_threads; /* split the kernel into this many modules,
                          optimised and compiled on threads of their own
                          (0: $RECALL_COMPILE_THREADS, else one per CPU, at
@@ -130,6 +138,8 @@ typedef struct {
   int n_placed;                    /* materialised in place, in a concat */
   int n_upto;                      /* computed up to the row read only
                                       (rows_to_pos) */
+  int n_hoisted;                   /* computed by cg_prepare, whole or
+                                      their copies (hoist) */
   int n_slots;                     /* arena slots */
   size_t arena_bytes;
   int n_units;                     /* modules compiled in parallel */
@@ -148,6 +158,15 @@ void cg_free(cg_module *m);
  * out-of-range index count, or -1 if a non-const leaf pointer is NULL. */
 int cg_run(const cg_module *m, const void *const *leaves, void *const *outs,
            void *arena);
+/* With cg_options.hoist: computes into the arena what the kernel's runs
+ * read there unchanged (values of params and consts only), from the
+ * leaves as cg_run takes them (the inputs are not read). Call it on an
+ * arena before running the kernel on it, and again whenever a param or
+ * const leaf's data change (a training step): runs in between read what
+ * it made. It leaves the rest of the arena as it was, and runs do not
+ * touch what it made. Returns as cg_run; 0 with nothing to prepare (no
+ * hoist, or nothing hoisted). */
+int cg_prepare(const cg_module *m, const void *const *leaves, void *arena);
 /* The raw entry point, for callers that fill every leaf themselves. */
 cg_kernel_fn cg_kernel(const cg_module *m);
 

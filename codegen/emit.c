@@ -672,8 +672,9 @@ static void emit_node_fn(cg_ctx *c, int v, const char *name) {
   free(all), free(pt), free(args), free(used);
 }
 
-/* The inner kernel: one noalias pointer per leaf, output and slot, so
- * LLVM knows no two buffers overlap (no runtime alias checks). */
+/* The inner kernel (or prep entry): one noalias pointer per leaf, output
+ * and slot, so LLVM knows no two buffers overlap (no runtime alias
+ * checks). */
 static LLVMValueRef make_inner(cg_ctx *c, const char *name) {
   const cg_plan *p = c->p;
   int np = p->n_leaves + c->f->n_outs + p->n_slots;
@@ -688,7 +689,7 @@ static LLVMValueRef make_inner(cg_ctx *c, const char *name) {
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
   for (int i = 0; i < np; i++) buffer_attrs(c, fn, (unsigned)i + 1, i);
-  c->leaf = malloc(sizeof *c->leaf * ((size_t)np + 1));
+  if (!c->leaf) c->leaf = malloc(sizeof *c->leaf * ((size_t)np + 1));
   if (!c->leaf) abort();
   for (int i = 0; i < np; i++) c->leaf[i] = LLVMGetParam(fn, (unsigned)i);
   c->out = c->leaf + p->n_leaves;
@@ -698,9 +699,10 @@ static LLVMValueRef make_inner(cg_ctx *c, const char *name) {
 
 /* The entry point: int32 name(ptr leaves, ptr outs, ptr arena); with ftz
  * it runs the inner kernel with denormals flushed and restores the
- * caller's floating-point state after. */
+ * caller's floating-point state after. The prep entry (no outs) passes
+ * null for the outputs, which it never touches. */
 static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
-                       bool ftz) {
+                       bool ftz, bool outs) {
   const cg_plan *p = c->p;
   int np = p->n_leaves + c->f->n_outs + p->n_slots;
   LLVMTypeRef pt[3] = {c->ptr, c->ptr, c->ptr};
@@ -716,7 +718,9 @@ static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
   LLVMValueRef *args = malloc(sizeof *args * ((size_t)np + 1));
   if (!args) abort();
   for (int i = 0; i < np; i++) {
-    if (i < p->n_leaves + c->f->n_outs) {
+    if (i >= p->n_leaves && i < p->n_leaves + c->f->n_outs && !outs) {
+      args[i] = LLVMConstNull(c->ptr);
+    } else if (i < p->n_leaves + c->f->n_outs) {
       bool lf = i < p->n_leaves;
       LLVMValueRef arr = LLVMGetParam(fn, lf ? 0 : 1);
       int k = lf ? i : i - p->n_leaves;
@@ -734,6 +738,29 @@ static void make_outer(cg_ctx *c, const char *name, LLVMValueRef inner,
   free(args);
 }
 
+/* Calls the node functions of the current inner function: every
+ * materialised node but the hoisted ones (the kernel), or the hoist and
+ * prep nodes (c->prep: the prep entry); name: their names' stem. With
+ * prof, each call adds the cycles it took to prof[v]. */
+static void emit_calls(cg_ctx *c, const char *name, LLVMValueRef prof) {
+  unsigned id = LLVMLookupIntrinsicID("llvm.readcyclecounter", 21);
+  for (int v = 0; v < c->f->n_nodes; v++) {
+    const cg_node_plan *q = &c->p->node[v];
+    if (q->kind != CG_MAT || (c->prep ? !(q->hoist || q->prep) : q->hoist)) continue;
+    if (!prof) {
+      emit_node_fn(c, v, name);
+      continue;
+    }
+    LLVMValueRef rcc = LLVMGetIntrinsicDeclaration(c->M, id, NULL, 0);
+    LLVMTypeRef rcc_ty = LLVMIntrinsicGetType(c->C, id, NULL, 0);
+    LLVMValueRef t0 = LLVMBuildCall2(c->B, rcc_ty, rcc, NULL, 0, "");
+    emit_node_fn(c, v, name);
+    LLVMValueRef dt = LLVMBuildSub(c->B, LLVMBuildCall2(c->B, rcc_ty, rcc, NULL, 0, ""), t0, "");
+    LLVMValueRef at = cg_gep(c, c->i64, prof, cg_i64(c, v));
+    LLVMBuildStore(c->B, LLVMBuildAdd(c->B, LLVMBuildLoad2(c->B, c->i64, at, ""), dt, ""), at);
+  }
+}
+
 int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
              const cg_unit *units, const char *name, bool profile, bool ftz,
              cg_isa isa, int *n_loops, int *n_fns, ir_error *err) {
@@ -744,39 +771,32 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
   if (!c.builders || !c.unit_load) abort();
   for (int u = 0; u < n_units; u++) c.builders[u] = LLVMCreateBuilderInContext(units[u].C);
   use_unit(&c, 0);
-  LLVMContextRef C = c.C;
   LLVMModuleRef M = c.M;
   c.acc_of = malloc(sizeof *c.acc_of * ((size_t)f->n_nodes + 1));
   c.memo = calloc((size_t)f->n_nodes + 1, sizeof *c.memo);
   if (!c.acc_of || !c.memo) abort();
   for (int i = 0; i < f->n_nodes; i++) c.acc_of[i] = -1;
 
-  begin_body(&c, make_inner(&c, name));
-
-  LLVMValueRef prof = NULL, rcc = NULL;
-  LLVMTypeRef rcc_ty = NULL;
+  LLVMValueRef prof = NULL;
   if (profile) { /* i64 name.prof[n_nodes]: cycles per node */
     char buf[256];
     snprintf(buf, sizeof buf, "%s.prof", name);
     LLVMTypeRef at = LLVMArrayType2(c.i64, (uint64_t)f->n_nodes);
     prof = LLVMAddGlobal(M, at, buf);
     LLVMSetInitializer(prof, LLVMConstNull(at));
-    unsigned id = LLVMLookupIntrinsicID("llvm.readcyclecounter", 21);
-    rcc = LLVMGetIntrinsicDeclaration(M, id, NULL, 0);
-    rcc_ty = LLVMIntrinsicGetType(C, id, NULL, 0);
   }
-  for (int v = 0; v < f->n_nodes; v++) {
-    if (p->node[v].kind != CG_MAT) continue;
-    if (!prof) {
-      emit_node_fn(&c, v, name);
-      continue;
-    }
-    LLVMValueRef t0 = LLVMBuildCall2(c.B, rcc_ty, rcc, NULL, 0, "");
-    emit_node_fn(&c, v, name);
-    LLVMValueRef dt = LLVMBuildSub(c.B, LLVMBuildCall2(c.B, rcc_ty, rcc, NULL, 0, ""), t0, "");
-    LLVMValueRef at = cg_gep(&c, c.i64, prof, cg_i64(&c, v));
-    LLVMBuildStore(c.B, LLVMBuildAdd(c.B, LLVMBuildLoad2(c.B, c.i64, at, ""), dt, ""), at);
+  if (p->n_hoisted > 0) { /* the prep entry, name.prep */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s.prep", name);
+    c.prep = true;
+    begin_body(&c, make_inner(&c, buf));
+    emit_calls(&c, buf, prof);
+    LLVMBuildRet(c.B, LLVMBuildLoad2(c.B, c.i32, c.oob, ""));
+    make_outer(&c, buf, c.fn, ftz, false);
+    c.prep = false;
   }
+  begin_body(&c, make_inner(&c, name));
+  emit_calls(&c, name, prof);
   /* outputs not computed in place: leaves, reshapes, repeated nodes */
   for (int j = 0; j < f->n_outs; j++) {
     int v = f->outs[j].node;
@@ -785,7 +805,7 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
     cg_memcpy(&c, c.out[j], cg_ptr(&c, v), ir_numel(&f->nodes[v].type));
   }
   LLVMBuildRet(c.B, LLVMBuildLoad2(c.B, c.i32, c.oob, ""));
-  make_outer(&c, name, c.fn, ftz);
+  make_outer(&c, name, c.fn, ftz, true);
 
   *n_loops = c.n_loops;
   *n_fns = c.n_fns;

@@ -19,6 +19,7 @@
 
 struct cg_module {
   cg_kernel_fn fn;
+  cg_kernel_fn prep; /* opt->hoist and something hoisted: name.prep */
   LLVMOrcResourceTrackerRef rt; /* frees the machine code */
   int n_leaves, n_nodes, n_outs;
   int *leaf_node, *leaf_of;
@@ -187,7 +188,9 @@ static int build(const ir_func *f, const cg_options *opt, int n,
                  cg_unit *units, const char *triple, LLVMTargetDataRef dl,
                  const char *name, cg_plan *plan, cg_stats *st, ir_error *err) {
   if (ir_verify(f, err)) return -1;
-  if (cg_plan_build(f, !(opt && opt->no_fuse), opt && opt->rows_to_pos, plan, err)) return -1;
+  if (cg_plan_build(f, !(opt && opt->no_fuse), opt && opt->rows_to_pos, opt && opt->hoist,
+                    plan, err))
+    return -1;
   for (int u = 0; u < n; u++) {
     units[u].M = LLVMModuleCreateWithNameInContext("recall", units[u].C);
     LLVMSetTarget(units[u].M, triple);
@@ -210,6 +213,7 @@ static int build(const ir_func *f, const cg_options *opt, int n,
     st->n_fused = plan->n_fused;
     st->n_placed = plan->n_placed;
     st->n_upto = plan->n_upto;
+    st->n_hoisted = plan->n_hoisted;
     st->n_slots = plan->n_slots;
     st->arena_bytes = (size_t)plan->arena_bytes;
     st->n_units = n;
@@ -372,9 +376,10 @@ cg_module *cg_compile(const ir_func *f, const cg_options *opt, ir_error *err) {
     return NULL;
   }
   m->rt = LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(J));
-  LLVMOrcExecutorAddress addr = 0, prof = 0;
-  char pn[80];
+  LLVMOrcExecutorAddress addr = 0, prof = 0, prep = 0;
+  char pn[80], pp[80];
   snprintf(pn, sizeof pn, "%s.prof", name);
+  snprintf(pp, sizeof pp, "%s.prep", name);
   LLVMErrorRef e = NULL;
   for (int u = 0; u < n; u++) /* consumes every buffer, even after an error */
     if (!e) e = LLVMOrcLLJITAddObjectFileWithRT(J, m->rt, jobs[u].obj);
@@ -382,7 +387,9 @@ cg_module *cg_compile(const ir_func *f, const cg_options *opt, ir_error *err) {
   if (llvm_fail(e, "adding the code", err) ||
       llvm_fail(LLVMOrcLLJITLookup(J, &addr, name), "linking", err) ||
       (opt && opt->profile &&
-       llvm_fail(LLVMOrcLLJITLookup(J, &prof, pn), "profile counters", err))) {
+       llvm_fail(LLVMOrcLLJITLookup(J, &prof, pn), "profile counters", err)) ||
+      (m->st.n_hoisted > 0 &&
+       llvm_fail(LLVMOrcLLJITLookup(J, &prep, pp), "linking the prep entry", err))) {
     LLVMErrorRef e2 = LLVMOrcResourceTrackerRemove(m->rt);
     if (e2) LLVMConsumeError(e2);
     LLVMOrcReleaseResourceTracker(m->rt);
@@ -390,6 +397,7 @@ cg_module *cg_compile(const ir_func *f, const cg_options *opt, ir_error *err) {
     return NULL;
   }
   m->fn = (cg_kernel_fn)(uintptr_t)addr;
+  m->prep = (cg_kernel_fn)(uintptr_t)prep;
   m->prof = (uint64_t *)(uintptr_t)prof;
   m->st.lower_ms = t1 - t0;
   m->st.opt_ms = t2 - t1;
@@ -406,8 +414,9 @@ void cg_free(cg_module *m) {
   module_free(m);
 }
 
-int cg_run(const cg_module *m, const void *const *leaves, void *const *outs,
-           void *arena) {
+/* fn with the leaves, NULL consts replaced by the module's copies. */
+static int call(const cg_module *m, cg_kernel_fn fn, const void *const *leaves,
+                void *const *outs, void *arena) {
   enum { SMALL = 64 };
   const void *buf[SMALL];
   const void **lv = m->n_leaves <= SMALL ? buf : malloc(sizeof *lv * (size_t)m->n_leaves);
@@ -417,9 +426,18 @@ int cg_run(const cg_module *m, const void *const *leaves, void *const *outs,
     lv[i] = leaves[i] ? leaves[i] : m->const_data[i];
     if (!lv[i]) rc = -1;
   }
-  if (rc == 0) rc = m->fn(lv, outs, arena);
+  if (rc == 0) rc = fn(lv, outs, arena);
   if (lv != buf) free(lv);
   return rc;
+}
+
+int cg_run(const cg_module *m, const void *const *leaves, void *const *outs,
+           void *arena) {
+  return call(m, m->fn, leaves, outs, arena);
+}
+
+int cg_prepare(const cg_module *m, const void *const *leaves, void *arena) {
+  return m->prep ? call(m, m->prep, leaves, NULL, arena) : 0;
 }
 
 cg_kernel_fn cg_kernel(const cg_module *m) { return m->fn; }

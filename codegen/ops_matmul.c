@@ -252,6 +252,34 @@ int64_t cg_matmul_scratch(const ir_func *f, int v) {
   return 4 * g.K * ((g.N + VW - 1) / VW * VW);
 }
 
+int cg_matmul_copied(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  geom g = geometry(f, v);
+  bool one = ir_numel(&n->type) == g.M * g.N; /* B' holds one batch's */
+  return one && cg_matmul_scratch(f, v) > 0 ? n->in[!g.swap] : -1;
+}
+
+/* B' [K, npad] = B or B^T (batch at boff), zero padded. */
+static void copy_b(cg_ctx *c, const mm *m, bool tb, LLVMValueRef pb, LLVMValueRef boff,
+                   LLVMValueRef scratch, int64_t npad) {
+  if (tb && m->N % VW == 0 && m->K % VW == 0) { /* by 8x8 blocks */
+    cg_transpose(c, scratch, cg_gep(c, c->f32, pb, boff), m->N, m->K); /* npad = N */
+    return;
+  }
+  cg_loop lp, lj;
+  LLVMValueRef p = cg_forn(c, &lp, m->K);
+  LLVMValueRef j = cg_forn(c, &lj, m->N);
+  LLVMValueRef bi = tb ? cg_add(c, cg_mulk(c, j, m->K), p) : cg_add(c, cg_mulk(c, p, m->N), j);
+  cg_store(c, cg_loadf(c, pb, cg_add(c, boff, bi)), scratch, cg_add(c, cg_mulk(c, p, npad), j));
+  cg_endfor(c, &lj);
+  if (npad > m->N) {
+    j = cg_for(c, &lj, cg_i64(c, m->N), cg_i64(c, npad));
+    cg_store(c, cg_f32c(c, 0.0), scratch, cg_add(c, cg_mulk(c, p, npad), j));
+    cg_endfor(c, &lj);
+  }
+  cg_endfor(c, &lp);
+}
+
 void cg_emit_matmul(cg_ctx *c, int v) {
   if (use_dot(c->f, v)) {
     emit_dot(c, v);
@@ -269,29 +297,17 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   LLVMValueRef pa = cg_ptr(c, n->in[g.swap]), pb = cg_ptr(c, n->in[!g.swap]),
                po = cg_ptr(c, v);
   LLVMValueRef scratch = copy ? c->slot[c->p->node[v].scratch[0]] : NULL;
-  cg_loop lb, lp, lj, li;
+  if (copy && c->prep && c->p->node[v].prep) { /* the prep entry: B' only */
+    copy_b(c, &m, g.tb, pb, cg_i64(c, 0), scratch, npad);
+    return;
+  }
+  cg_loop lb, li;
   LLVMValueRef b = cg_forn(c, &lb, nb);
   LLVMValueRef boff = cg_mulk(c, b, m.K * m.N);
   m.pa = cg_gep(c, c->f32, pa, cg_mulk(c, b, m.M * m.K));
   m.po = cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
-  LLVMValueRef pb_src = pb;
-  if (copy && g.tb && m.N % VW == 0 && m.K % VW == 0) { /* B' = B^T by 8x8 blocks */
-    cg_transpose(c, scratch, cg_gep(c, c->f32, pb_src, boff), m.N, m.K); /* npad = N */
-    m.pb = scratch, m.ldb = npad;
-  } else if (copy) { /* B' [K, npad] = B or B^T, zero padded */
-    LLVMValueRef p = cg_forn(c, &lp, m.K);
-    LLVMValueRef j = cg_forn(c, &lj, m.N);
-    LLVMValueRef bi = g.tb ? cg_add(c, cg_mulk(c, j, m.K), p)
-                                 : cg_add(c, cg_mulk(c, p, m.N), j);
-    cg_store(c, cg_loadf(c, pb, cg_add(c, boff, bi)), scratch,
-             cg_add(c, cg_mulk(c, p, npad), j));
-    cg_endfor(c, &lj);
-    if (npad > m.N) {
-      j = cg_for(c, &lj, cg_i64(c, m.N), cg_i64(c, npad));
-      cg_store(c, cg_f32c(c, 0.0), scratch, cg_add(c, cg_mulk(c, p, npad), j));
-      cg_endfor(c, &lj);
-    }
-    cg_endfor(c, &lp);
+  if (copy) {
+    if (cg_copies(c, v)) copy_b(c, &m, g.tb, pb, boff, scratch, npad);
     m.pb = scratch, m.ldb = npad;
   } else {
     m.pb = cg_gep(c, c->f32, pb, boff), m.ldb = m.N;

@@ -7,7 +7,8 @@
  * dB and dC (sums over e) end in horizontal reductions: per step t their
  * partial sums, one row of 8 lanes per (t, s) (acc_row), are added up
  * eight rows at a time (sums8).
- * A is used transposed (A^T [N,E] in scratch).
+ * A is used transposed (A^T [N,E] in scratch; with cg_options.hoist the
+ * prep entry makes it, plan.c).
  *
  * In a training kernel the scan and its scan_bwd meet (plan.c pairs
  * them): the scan then keeps every state H[t+1] = h_t and every decay
@@ -232,7 +233,8 @@ void cg_emit_scan(cg_ctx *c, int v) {
     w.pH = cg_gep(c, c->f32, w.pAT, cg_i64(c, w.B));
     w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.B));
   }
-  cg_transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
+  if (cg_copies(c, v)) cg_transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
+  if (c->prep && q->prep) return; /* the prep entry: A^T only */
   if (q->read_at >= 0 && q->pair < 0) { /* the row, clamped (select_row counts it) */
     fwd_sweep_to(c, &w, cg_read_row(c, q->read_at, w.L));
   } else if (q->upto) { /* every row up to the one read (plan.c), then zeros */
@@ -383,7 +385,8 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.pG = cg_gep(c, c->f32, work, cg_i64(c, w.B));
   w.pdAT = cg_gep(c, c->f32, work, cg_i64(c, 2 * w.B));
   w.part = cg_gep(c, c->f32, work, cg_i64(c, 3 * w.B));
-  cg_transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
+  if (cg_copies(c, v)) cg_transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
+  if (c->prep && q->prep) return; /* the prep entry: A^T only */
   w.keep = true;
   if (q->pair >= 0) { /* the scan's saved states and decays */
     const cg_node_plan *sq = &c->p->node[q->pair];

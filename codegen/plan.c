@@ -86,6 +86,52 @@ static int scan_of(const ir_func *f, const cg_plan *p, int w) {
   return -1;
 }
 
+int cg_copied_operand(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  switch (n->op) {
+  case IR_OP_MATMUL: return cg_matmul_copied(f, v);
+  case IR_OP_SCAN: return n->in[2];
+  case IR_OP_SCAN_BWD: return n->in[1];
+  default: return -1;
+  }
+}
+
+/* ---- hoist and prep (cgint.h): work that is the same for every example ----
+ * A training step runs the kernel once per example with the same params:
+ * A = -exp(A_log), the transposed copies of weights a matmul reads (y =
+ * x W^T), the scans' A^T would be made 64 times over. With
+ * cg_options.hoist the prep entry makes them once per batch (per arena)
+ * and the kernel reads them. A node is param-only when no input leaf
+ * reaches it; it is hoisted when it is materialised (not an output, not
+ * placed in a concat) and everything its loop reads is ready in the prep
+ * entry: leaves, hoisted nodes, aliases of them, fused param-only nodes. */
+static void mark_hoist(const ir_func *f, cg_plan *p, const bool *is_out) {
+  int n = f->n_nodes;
+  bool *ready = calloc((size_t)n + 1, sizeof *ready);
+  if (!ready) abort();
+  for (int v = 0; v < n; v++) {
+    const ir_node *nd = &f->nodes[v];
+    cg_node_plan *q = &p->node[v];
+    if (nd->op == IR_OP_INPUT || q->kind == CG_DEAD) continue;
+    bool ok = true;
+    for (int i = 0; i < nd->n_in; i++) ok = ok && ready[nd->in[i]];
+    switch (q->kind) {
+    case CG_LEAF: ready[v] = true; break;
+    case CG_ALIAS: ready[v] = ok; break;
+    case CG_FUSED: ready[v] = ok; break; /* computed in its root's loop */
+    case CG_MAT: q->hoist = ready[v] = ok && !is_out[v] && q->into < 0; break;
+    default: break;
+    }
+  }
+  for (int v = 0; v < n; v++) {
+    cg_node_plan *q = &p->node[v];
+    int u = q->kind == CG_MAT && !q->hoist ? cg_copied_operand(f, v) : -1;
+    q->prep = u >= 0 && ready[u];
+    p->n_hoisted += q->hoist || q->prep;
+  }
+  free(ready);
+}
+
 static int64_t round64(int64_t b) { return (b + 63) & ~(int64_t)63; }
 
 typedef struct {
@@ -509,7 +555,8 @@ static void mark_prefix(const ir_func *f, cg_plan *p, const bool *live, const bo
   free(pre);
 }
 
-int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_error *err) {
+int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_plan *p,
+                  ir_error *err) {
   int n = f->n_nodes;
   memset(p, 0, sizeof *p);
   p->n_nodes = n;
@@ -567,6 +614,7 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_
     mark_upto(f, p, is_out, users, n_users);
     mark_prefix(f, p, live, is_out, users, n_users);
   }
+  if (hoist) mark_hoist(f, p, is_out);
 
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];
@@ -599,8 +647,16 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_
     }
   }
   bucket[n] = -1;
+  /* What the prep entry makes lives from one batch to the next: slots of
+   * its own, taken first, never freed. */
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];
+    if (q->hoist) q->slot = slot_get(&s, round64(4 * ir_numel(&f->nodes[v].type)));
+    if (q->prep) q->scratch[0] = slot_get(&s, round64(cg_scratch_bytes(f, p, v, 0)));
+  }
+  for (int v = 0; v < n; v++) {
+    cg_node_plan *q = &p->node[v];
+    if (q->hoist) continue;
     if (q->kind == CG_MAT && q->out < 0 && q->into < 0) {
       if (lu[v] < v) {
         ir_err(err, "codegen: %%%d is materialised but never read", v);
@@ -611,12 +667,12 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, cg_plan *p, ir_
       next[v] = bucket[lu[v]];
       bucket[lu[v]] = v;
     }
-    for (int k = 0; k < CG_MAX_SCRATCH; k++) {
+    for (int k = q->prep; k < CG_MAX_SCRATCH; k++) { /* a prep's 0 is taken */
       int64_t b = q->kind == CG_MAT ? cg_scratch_bytes(f, p, v, k) : 0;
       if (b > 0) q->scratch[k] = slot_get(&s, round64(b));
     }
     bool saves = f->nodes[v].op == IR_OP_SCAN && q->pair >= 0;
-    for (int k = 0; k < CG_MAX_SCRATCH; k++)
+    for (int k = q->prep; k < CG_MAX_SCRATCH; k++)
       if (q->scratch[k] >= 0 && !(saves && k > 0)) s.busy[q->scratch[k]] = false;
     if (f->nodes[v].op == IR_OP_SCAN_BWD && q->pair >= 0) /* the scan's saves */
       for (int k = 1; k < CG_MAX_SCRATCH; k++) s.busy[p->node[q->pair].scratch[k]] = false;

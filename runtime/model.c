@@ -125,7 +125,7 @@ static centry *jit_acquire(const ir_func *f, bool train, ir_error *err) {
     *e = (centry){.key = key, .keylen = keylen, .refs = 1, .next = cache};
     cache = e;
     pthread_mutex_unlock(&cache_lock);
-    cg_module *cg = cg_compile(f, &(cg_options){.rows_to_pos = !train}, err);
+    cg_module *cg = cg_compile(f, &(cg_options){.rows_to_pos = !train, .hoist = true}, err);
     pthread_mutex_lock(&cache_lock);
     if (cg) {
       cache_misses++;
@@ -190,6 +190,7 @@ typedef struct {
   float *logits, *grad, *other;
   double **dl; /* interpreter: leaf values by node id */
   double *dtok, dpos, dlabel, dgloss;
+  unsigned long prepared; /* the batch whose params cg_prepare saw, or 0 */
 } workspace;
 
 typedef struct {
@@ -225,6 +226,7 @@ struct rt_model {
   kernel *train;
   kernel **fwd;
   int n_fwd;
+  unsigned long batches; /* run_batch calls: the params may differ in each */
 };
 
 static void ws_free(workspace *w) {
@@ -482,6 +484,7 @@ typedef struct {
   kernel *k;
   const int32_t *tokens, *labels;
   int n, B, threads;
+  unsigned long serial; /* this batch's number (rt_model.batches) */
   float *logits;
   double loss[RT_CHUNKS];
   long correct[RT_CHUNKS];
@@ -507,6 +510,14 @@ static void run_chunk(job *j, int c, workspace *w) {
   int lo = (int)((long)c * j->B / RT_CHUNKS), hi = (int)((long)(c + 1) * j->B / RT_CHUNKS);
   float *acc = k->train ? m->chunk_grad + (size_t)c * m->n_flat : NULL;
   if (acc) memset(acc, 0, sizeof *acc * m->n_flat);
+  if (k->jit && w->prepared != j->serial) { /* this batch's params (hoist) */
+    if (cg_prepare(k->jit->cg, w->leaves, w->arena) != 0) {
+      ir_err(&j->err[c], "model: preparing the kernel failed (a missing leaf)");
+      j->failed[c] = 1;
+      return;
+    }
+    w->prepared = j->serial;
+  }
   double loss = 0;
   long correct = 0;
   for (int b = lo; b < hi; b++) {
@@ -544,7 +555,7 @@ static int run_batch(rt_model *m, kernel *k, int n, const int32_t *tokens,
     return -1;
   }
   job j = {.m = m, .k = k, .tokens = tokens, .labels = labels, .n = n, .B = B,
-           .logits = logits};
+           .serial = ++m->batches, .logits = logits};
   j.threads = m->threads < 1 ? 1 : m->threads > RT_CHUNKS ? RT_CHUNKS : m->threads;
   if (k->n_ws < j.threads) {
     k->ws = realloc(k->ws, sizeof *k->ws * (size_t)j.threads);

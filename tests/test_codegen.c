@@ -1187,6 +1187,116 @@ static void upto_the_row_read(void **state) {
   }
 }
 
+/* Runs m on the params of pl and the inputs of in into outs[j], on arena. */
+static void run_mixed(const ir_func *f, cg_module *m, const void **pl, const void **in,
+                      float **outs, void *arena) {
+  int nl = cg_n_leaves(m);
+  const void **jl = calloc((size_t)nl + 1, sizeof *jl);
+  for (int i = 0; i < nl; i++)
+    jl[i] = f->nodes[cg_leaf_node(m, i)].op == IR_OP_INPUT ? in[i] : pl[i];
+  assert_int_equal(cg_run(m, jl, (void *const *)outs, arena), 0);
+  free(jl);
+}
+
+static bool outs_equal(const ir_func *f, float **a, float **b) {
+  for (int j = 0; j < f->n_outs; j++)
+    if (memcmp(a[j], b[j], 4 * (size_t)ir_numel(&f->nodes[f->outs[j].node].type))) return false;
+  return true;
+}
+
+/* cg_options.hoist (plan.c mark_hoist) on h: what depends on params only
+ * is made once by cg_prepare and read by every run. After one
+ * cg_prepare, runs on other inputs in one arena give bit for bit the
+ * outputs of the kernel without hoisting; with one param changed and no
+ * cg_prepare, the runs read the old copies if it is one whose work was
+ * hoisted (is_hoisted), the new value otherwise; after cg_prepare they
+ * agree again. want: the hoisted nodes and copies. */
+static void check_hoisting(const ir_func *h, int want, bool (*is_hoisted)(const char *)) {
+  cg_module *plain = cg_compile(h, NULL, &E), *m = cg_compile(h, &(cg_options){.hoist = true}, &E);
+  if (!plain || !m) fail_msg("%s", E.msg);
+  assert_int_equal(cg_module_stats(plain)->n_hoisted, 0);
+  assert_int_equal(cg_module_stats(m)->n_hoisted, want);
+  void *pa = cg_arena_new(plain), *ma = cg_arena_new(m);
+  const void **pl = seeded_leaves(h, m, 1, 0, false), **pl2 = seeded_leaves(h, m, 2, 0, false);
+  float **o[2];
+  for (int i = 0; i < 2; i++) {
+    o[i] = calloc((size_t)h->n_outs, sizeof *o[i]);
+    for (int j = 0; j < h->n_outs; j++)
+      o[i][j] = calloc((size_t)ir_numel(&h->nodes[h->outs[j].node].type), sizeof(float));
+  }
+  assert_int_equal(cg_prepare(plain, pl, pa), 0);
+  assert_int_equal(cg_prepare(m, pl, ma), 0);
+  const void **in[3];
+  for (int e = 0; e < 3; e++) { /* other inputs, the same params */
+    in[e] = seeded_leaves(h, m, 100 + (uint64_t)e, 0, false);
+    run_mixed(h, plain, pl, in[e], o[0], pa);
+    run_mixed(h, m, pl, in[e], o[1], ma);
+    if (!outs_equal(h, o[0], o[1])) fail_msg("example %d: hoisted differs", e);
+  }
+  for (int e = 0; e < 3; e++) {
+    for (int i = 0; i < cg_n_leaves(m); i++) { /* one param new, not prepared */
+      const ir_node *n = &h->nodes[cg_leaf_node(m, i)];
+      if (n->op != IR_OP_PARAM) continue;
+      const void *keep = pl[i];
+      pl[i] = pl2[i];
+      run_mixed(h, plain, pl, in[e], o[0], pa);
+      run_mixed(h, m, pl, in[e], o[1], ma);
+      bool hoisted = is_hoisted(n->name);
+      if (outs_equal(h, o[0], o[1]) == hoisted)
+        fail_msg("%s new, not prepared: %s", n->name,
+                 hoisted ? "the kernel did not read the prepared copy" : "the kernel differs");
+      assert_int_equal(cg_prepare(m, pl, ma), 0);
+      run_mixed(h, m, pl, in[e], o[1], ma);
+      if (!outs_equal(h, o[0], o[1])) fail_msg("example %d: %s new, prepared: differs", e, n->name);
+      pl[i] = keep;
+      assert_int_equal(cg_prepare(m, pl, ma), 0);
+    }
+    for (int i = 0; i < cg_n_leaves(m); i++) free((void *)in[e][i]);
+    free(in[e]);
+  }
+  for (int i = 0; i < cg_n_leaves(m); i++) free((void *)pl[i]), free((void *)pl2[i]);
+  free(pl), free(pl2);
+  for (int i = 0; i < 2; i++) {
+    for (int j = 0; j < h->n_outs; j++) free(o[i][j]);
+    free(o[i]);
+  }
+  free(pa), free(ma);
+  cg_free(plain), cg_free(m);
+}
+
+static bool mamba_hoisted(const char *name) {
+  return strstr(name, "proj.weight") || !strcmp(name, "A_log");
+}
+
+static bool all_hoisted(const char *name) { return name != NULL; }
+
+/* A Mamba block and its gradient; a chain of products whose first
+ * weight is exp(w0), a value many later ones would reuse the slot of. */
+static void hoisted_work_prepared_once(void **state) {
+  (void)state;
+  ir_func *f = mamba_graph(8, 8, 4);
+  ir_func *g = ad_grad(f, "loss", &E);
+  if (!g) fail_msg("%s", E.msg);
+  /* forward: A = -exp(A_log) and the copies of the four projections'
+   * weights and of A^T; the gradient adds exp(A_log) (its VJP reads
+   * it), the scan_bwd's A^T and dt_proj's weight padded (rows of 2 to a
+   * vector) for the product that takes the gradient back through it */
+  check_hoisting(f, 6, mamba_hoisted);
+  check_hoisting(g, 9, mamba_hoisted);
+  ir_func_free(g), ir_func_free(f);
+  f = ir_func_new();
+  int h = input(f, "x", F(8, 16));
+  for (int i = 0; i < 6; i++) {
+    char nm[8];
+    snprintf(nm, sizeof nm, "w%d", i);
+    int w = param(f, nm, F(16, 16));
+    h = un(f, IR_OP_TANH, mm(f, h, i ? w : un(f, IR_OP_EXP, w), 0, i > 0));
+  }
+  out(f, "y", op1(f, IR_OP_SUM, h, (ir_attrs){.axis = 1}));
+  check_hoisting(f, 6, all_hoisted); /* exp(w0) (no copy: not tb), 5 copies */
+  ir_func_free(f);
+}
+
 /* The gradient function (ad_grad) of each composite, compiled. */
 static void gradients_match(void **state) {
   (void)state;
@@ -1848,6 +1958,7 @@ int main(void) {
       cmocka_unit_test(fusion_corners),
       cmocka_unit_test(twins_share_a_function),
       cmocka_unit_test(upto_the_row_read),
+      cmocka_unit_test(hoisted_work_prepared_once),
       cmocka_unit_test(arena_reuses_slots),
       cmocka_unit_test(concat_in_place),
       cmocka_unit_test(scan_partial_rows),

@@ -322,6 +322,49 @@ static void test_threads_bit_identical(void **state) {
   check_threads("transformer.lua", rope);
 }
 
+/* The kernels compute work that depends on the params only once per
+ * batch (cg_options.hoist, model.c run_chunk): after the params change
+ * (as an optimiser step changes them), the next batch, training and
+ * evaluation, sees the new values: its results equal a fresh model's
+ * given the same params. */
+static void check_params_change(const char *spec, const char *const *sets) {
+  spec_ctx c1, c2;
+  enum { L = 8, B = 16 };
+  rt_model *a = spec_model(&c1, spec, sets, L, RT_BACKEND_JIT, 1);
+  rt_model *b = spec_model(&c2, spec, sets, L, RT_BACKEND_JIT, 1);
+  rt_ar_task task = {16, 1, 1, L};
+  int32_t tok[B * L], lab[B];
+  rt_ar_batch(5, 0, 0, B, &task, tok, lab);
+  size_t n = rt_model_size(a);
+  float la[B * 16], lb[B * 16];
+  rt_batch_stats s;
+  ir_error err;
+  assert_int_equal(rt_model_train_batch(a, tok, lab, B, &s, &err), 0);
+  assert_int_equal(rt_model_eval_batch(a, L - 1, 0, tok, lab, B, la, &s, &err), 0);
+  float *pa = rt_model_params(a), *g = malloc(sizeof *g * n);
+  for (size_t i = 0; i < n; i++) pa[i] += 0.05f * (float)((int)(i % 7) - 3);
+  memcpy(rt_model_params(b), pa, sizeof *pa * n);
+  assert_int_equal(rt_model_train_batch(a, tok, lab, B, &s, &err), 0);
+  memcpy(g, rt_model_grads(a), sizeof *g * n);
+  assert_int_equal(rt_model_train_batch(b, tok, lab, B, &s, &err), 0);
+  assert_true(isfinite(s.loss)); /* (NaNs could be equal too) */
+  assert_memory_equal(g, rt_model_grads(b), sizeof *g * n);
+  assert_int_equal(rt_model_eval_batch(a, L - 1, 0, tok, lab, B, la, &s, &err), 0);
+  assert_int_equal(rt_model_eval_batch(b, L - 1, 0, tok, lab, B, lb, &s, &err), 0);
+  assert_memory_equal(la, lb, sizeof la);
+  free(g);
+  rt_model_free(a);
+  rt_model_free(b);
+}
+
+static void test_params_change_between_batches(void **state) {
+  (void)state;
+  const char *mamba[] = {"K=16", "d=8", "L=8", NULL};
+  const char *rope[] = {"K=16", "d=8", "L=8", "pe=rope", NULL};
+  check_params_change("mamba.lua", mamba);
+  check_params_change("transformer.lua", rope);
+}
+
 static void test_cache(void **state) {
   (void)state;
   const char *a[] = {"K=16", "d=8", "L=8", "pe=nope", NULL};
@@ -452,6 +495,7 @@ int main(void) {
       cmocka_unit_test(test_layout),
       cmocka_unit_test(test_gradient_against_interpreter),
       cmocka_unit_test(test_threads_bit_identical),
+      cmocka_unit_test(test_params_change_between_batches),
       cmocka_unit_test(test_cache),
       cmocka_unit_test(test_cache_concurrent),
       cmocka_unit_test(test_checkpoint),
