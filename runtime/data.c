@@ -21,6 +21,11 @@ int rt_ar_validate(int K, int M, int tau, int n, ir_error *err) {
   return -1;
 }
 
+/* A filler: uniform over [K] \ {q}, drawn as r from K-1 values, q skipped. */
+static inline int32_t skip(uint32_t r, int32_t q) {
+  return (int32_t)r < q ? (int32_t)r : (int32_t)r + 1;
+}
+
 int rt_ar_example(uint64_t seed, uint64_t step, uint32_t example,
                   const rt_ar_task *task, int32_t *tokens, int32_t *label,
                   int32_t *i_out) {
@@ -31,17 +36,18 @@ int rt_ar_example(uint64_t seed, uint64_t step, uint32_t example,
   int32_t q = (int32_t)rt_rng_below(&g, (uint32_t)task->M);
   int32_t v = (int32_t)rt_rng_below(&g, (uint32_t)K);
   int32_t i = (int32_t)rt_rng_below(&g, (uint32_t)(n - tau - 1));
+  /* the fillers, n - 3 draws in position order, made all at once (as
+   * uint32 in tokens' room), then moved up past q (at i) and v (at i +
+   * tau), last first so that none is overwritten before it is read */
   rt_bound filler = rt_bound_make((uint32_t)(K - 1));
-  for (int p = 0; p < n; p++) {
-    if (p == i || p == n - 1) {
-      tokens[p] = q;
-    } else if (p == i + tau) {
-      tokens[p] = v;
-    } else { /* uniform over [K] \ {q}: draw from K-1 values, skip q */
-      int32_t r = (int32_t)rt_rng_below_by(&g, &filler);
-      tokens[p] = r < q ? r : r + 1;
-    }
-  }
+  uint32_t *r = (uint32_t *)tokens;
+  rt_rng_below_n(&g, &filler, r, (size_t)n - 3);
+  tokens[n - 1] = q;
+  for (int p = n - 2; p > i + tau; p--) tokens[p] = skip(r[p - 2], q);
+  tokens[i + tau] = v;
+  for (int p = i + tau - 1; p > i; p--) tokens[p] = skip(r[p - 1], q);
+  tokens[i] = q;
+  for (int p = i - 1; p >= 0; p--) tokens[p] = skip(r[p], q);
   if (label) *label = v;
   if (i_out) *i_out = i;
   return 0;

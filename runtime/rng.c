@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -147,6 +148,31 @@ void rt_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
   out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
 }
 
+/* Blocks ctr .. ctr + PHILOX_LANES - 1 (the block number wrapping at
+ * 2^32) into out, each block's 4 words in order: the rounds of
+ * rt_philox4x32_10, the lanes independent so that the compiler
+ * interleaves (or vectorises) them instead of waiting on one block's
+ * chain of 10 dependent rounds. */
+enum { PHILOX_LANES = RT_RNG_BLOCKS };
+static void philox_lanes(const uint32_t ctr[4], const uint32_t key[2],
+                         uint32_t out[4 * PHILOX_LANES]) {
+  uint32_t c0[PHILOX_LANES], c1[PHILOX_LANES], c2[PHILOX_LANES], c3[PHILOX_LANES];
+  for (int j = 0; j < PHILOX_LANES; j++)
+    c0[j] = ctr[0] + (uint32_t)j, c1[j] = ctr[1], c2[j] = ctr[2], c3[j] = ctr[3];
+  uint32_t k0 = key[0], k1 = key[1];
+  for (int r = 0; r < 10; r++) {
+    for (int j = 0; j < PHILOX_LANES; j++) {
+      uint64_t p0 = (uint64_t)0xD2511F53u * c0[j], p1 = (uint64_t)0xCD9E8D57u * c2[j];
+      uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
+      c1[j] = (uint32_t)p1, c3[j] = (uint32_t)p0, c0[j] = n0, c2[j] = n2;
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  for (int j = 0; j < PHILOX_LANES; j++)
+    out[4 * j] = c0[j], out[4 * j + 1] = c1[j], out[4 * j + 2] = c2[j], out[4 * j + 3] = c3[j];
+}
+
 void rt_rng_init(rt_rng *g, uint64_t seed, uint64_t stream, uint32_t index) {
   g->key[0] = (uint32_t)seed;
   g->key[1] = (uint32_t)(seed >> 32);
@@ -159,13 +185,35 @@ void rt_rng_init(rt_rng *g, uint64_t seed, uint64_t stream, uint32_t index) {
   g->normal = 0.0;
 }
 
+static void refill(rt_rng *g) {
+  philox_lanes(g->ctr, g->key, g->buf);
+  g->ctr[0] += PHILOX_LANES;
+  g->left = 4 * PHILOX_LANES;
+}
+
 uint32_t rt_rng_u32(rt_rng *g) {
-  if (g->left == 0) {
-    rt_philox4x32_10(g->ctr, g->key, g->buf);
-    g->ctr[0]++;
-    g->left = 4;
+  if (g->left == 0) refill(g);
+  return g->buf[4 * PHILOX_LANES - g->left--];
+}
+
+/* The first k of g's unused words into out. */
+static void take(rt_rng *g, uint32_t *out, size_t k) {
+  memcpy(out, g->buf + 4 * PHILOX_LANES - g->left, sizeof *out * k);
+  g->left -= (int)k;
+}
+
+void rt_rng_words(rt_rng *g, uint32_t *out, size_t n) {
+  size_t k = n < (size_t)g->left ? n : (size_t)g->left;
+  take(g, out, k);
+  out += k, n -= k;
+  for (; n >= 4 * PHILOX_LANES; n -= 4 * PHILOX_LANES, out += 4 * PHILOX_LANES) {
+    philox_lanes(g->ctr, g->key, out);
+    g->ctr[0] += PHILOX_LANES;
   }
-  return g->buf[4 - g->left--];
+  if (n > 0) {
+    refill(g);
+    take(g, out, n);
+  }
 }
 
 uint32_t rt_rng_below(rt_rng *g, uint32_t n) {
@@ -195,6 +243,21 @@ uint32_t rt_rng_below_by(rt_rng *g, const rt_bound *b) {
   for (;;) {
     uint32_t r = rt_rng_u32(g);
     if (r >= b->lim) return fastmod(r, b);
+  }
+}
+
+void rt_rng_below_n(rt_rng *g, const rt_bound *b, uint32_t *out, size_t n) {
+  if (b->n <= 1) {
+    memset(out, 0, sizeof *out * n);
+    return;
+  }
+  enum { CHUNK = 128 };
+  uint32_t w[CHUNK];
+  while (n > 0) { /* as many words as values still wanted: none left over */
+    size_t k = n < CHUNK ? n : CHUNK;
+    rt_rng_words(g, w, k);
+    for (size_t i = 0; i < k; i++)
+      if (w[i] >= b->lim) *out++ = fastmod(w[i], b), n--;
   }
 }
 

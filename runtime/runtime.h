@@ -148,10 +148,13 @@ void rt_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
                       uint32_t out[4]);
 
 /* A Philox stream for one (seed, stream, index): key = seed, counter =
- * (block, index, stream lo, stream hi). At most 2^34 draws per stream. */
+ * (block, index, stream lo, stream hi). At most 2^34 draws per stream.
+ * Blocks are made RT_RNG_BLOCKS at a time (their rounds interleave). */
+enum { RT_RNG_BLOCKS = 8 };
 typedef struct {
-  uint32_t key[2], ctr[4], buf[4];
-  int left; /* unused words in buf */
+  uint32_t key[2], ctr[4]; /* ctr[0]: the next block to make */
+  uint32_t buf[4 * RT_RNG_BLOCKS];
+  int left; /* unused words at the end of buf */
   bool has_normal;
   double normal;
 } rt_rng;
@@ -168,6 +171,11 @@ typedef struct {
 } rt_bound;
 rt_bound rt_bound_make(uint32_t n);
 uint32_t rt_rng_below_by(rt_rng *g, const rt_bound *b);
+/* The next n words, or n draws below b->n: the values and the state after
+ * them as n calls of rt_rng_u32 or rt_rng_below_by would leave, made
+ * several blocks at a time (the data's fillers). */
+void rt_rng_words(rt_rng *g, uint32_t *out, size_t n);
+void rt_rng_below_n(rt_rng *g, const rt_bound *b, uint32_t *out, size_t n);
 double rt_rng_uniform(rt_rng *g); /* 53 bits in [0, 1) */
 double rt_rng_normal(rt_rng *g);  /* N(0, 1), Box-Muller, pairs cached */
 

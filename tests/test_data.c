@@ -128,24 +128,37 @@ static void determinism(void **s) {
 }
 
 /* The draws follow the documented order: q, v, i, then fillers by position
- * from rt_rng(seed, step, example). Re-derived here by hand. */
+ * from rt_rng(seed, step, example), one word at a time. Re-derived here by
+ * hand, for short sequences and long ones (whose fillers are drawn many
+ * at once), at the shortest length and with the value at n - 2. */
 static void documented_draw_order(void **s) {
   (void)s;
-  rt_ar_task t = {10, 3, 2, 9};
-  int32_t x[9], label, i;
-  rt_ar_example(99, 4, 2, &t, x, &label, &i);
-  rt_rng g;
-  rt_rng_init(&g, 99, 4, 2);
-  int32_t q = (int32_t)rt_rng_below(&g, 3), v = (int32_t)rt_rng_below(&g, 10);
-  int32_t ii = (int32_t)rt_rng_below(&g, 9 - 2 - 1);
-  assert_int_equal(x[8], q);
-  assert_int_equal(label, v);
-  assert_int_equal(i, ii);
-  for (int p = 0; p < 8; p++) {
-    if (p == ii || p == ii + 2) continue;
-    int32_t r = (int32_t)rt_rng_below(&g, 9);
-    assert_int_equal(x[p], r < q ? r : r + 1);
-  }
+  static const rt_ar_task ts[] = {{10, 3, 2, 9}, {16, 1, 1, 64}, {16, 16, 10, 192},
+                                  {3, 2, 1, 3}, {2, 1, 5, 300}, {1000, 7, 3, 45}};
+  for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+    for (uint32_t e = 0; e < 50; e++) {
+      const rt_ar_task *t = &ts[k];
+      int n = t->n;
+      int32_t x[300], label, i;
+      rt_ar_example(99, 4, e, t, x, &label, &i);
+      rt_rng g;
+      rt_rng_init(&g, 99, 4, e);
+      int32_t q = (int32_t)rt_rng_below(&g, (uint32_t)t->M);
+      int32_t v = (int32_t)rt_rng_below(&g, (uint32_t)t->K);
+      int32_t ii = (int32_t)rt_rng_below(&g, (uint32_t)(n - t->tau - 1));
+      assert_int_equal(x[n - 1], q);
+      assert_int_equal(label, v);
+      assert_int_equal(i, ii);
+      assert_int_equal(x[ii], q);
+      assert_int_equal(x[ii + t->tau], v);
+      for (int p = 0; p < n - 1; p++) {
+        if (p == ii || p == ii + t->tau) continue;
+        int32_t r = (int32_t)rt_rng_below(&g, (uint32_t)(t->K - 1));
+        if (x[p] != (r < q ? r : r + 1))
+          fail_msg("task %zu, example %u, position %d: %d, by hand %d", k, e, p, x[p],
+                   r < q ? r : r + 1);
+      }
+    }
 }
 
 static void uniformity(void **s) {

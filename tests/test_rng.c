@@ -163,7 +163,7 @@ static void rng_layout(void **s) {
   (void)s;
   rt_rng g;
   rt_rng_init(&g, 0x1122334455667788ull, 0xaabbccdd00000007ull, 42);
-  for (uint32_t blk = 0; blk < 3; blk++) {
+  for (uint32_t blk = 0; blk < 3 * RT_RNG_BLOCKS + 2; blk++) {
     uint32_t ctr[4] = {blk, 42, 7, 0xaabbccdd}, key[2] = {0x55667788, 0x11223344}, out[4];
     rt_philox4x32_10(ctr, key, out);
     for (int j = 0; j < 4; j++) assert_int_equal(rt_rng_u32(&g), out[j]);
@@ -256,6 +256,40 @@ static void rng_below_by_same_draws(void **s) {
   }
 }
 
+/* rt_rng_words and rt_rng_below_n give what as many rt_rng_u32 and
+ * rt_rng_below_by calls give, and leave the stream where those leave it:
+ * from any word of a block, over counts short and long (several blocks
+ * at once), across the block number's wrap, for bounds that never and
+ * that often (n = 2^31 + 1: half the words) reject. */
+static void rng_bulk_same_draws(void **s) {
+  (void)s;
+  static const uint32_t ns[] = {1, 2, 15, 1000, 0x80000001u, 0xFFFFFFFFu};
+  static const size_t counts[] = {0, 1, 3, 31, 32, 33, 100, 200, 1000};
+  for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++)
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++)
+      for (int skip = 0; skip < 5; skip++) {
+        size_t n = counts[c];
+        rt_bound b = rt_bound_make(ns[t]);
+        rt_rng g1, g2;
+        rt_rng_init(&g1, 7, t, (uint32_t)c);
+        if (c % 2) g1.ctr[0] = 0xFFFFFFF0u; /* the block number wraps inside */
+        g2 = g1;
+        for (int k = 0; k < skip; k++) assert_int_equal(rt_rng_u32(&g1), rt_rng_u32(&g2));
+        uint32_t *a = malloc(sizeof *a * (n + 1)), *w = malloc(sizeof *w * (n + 1));
+        rt_rng h1 = g1, h2 = g2;
+        rt_rng_words(&g1, a, n);
+        for (size_t i = 0; i < n; i++)
+          if (a[i] != rt_rng_u32(&g2)) fail_msg("words: count %zu, skip %d, word %zu", n, skip, i);
+        assert_int_equal(rt_rng_u32(&g1), rt_rng_u32(&g2)); /* where they stopped */
+        rt_rng_below_n(&h1, &b, w, n);
+        for (size_t i = 0; i < n; i++)
+          if (w[i] != rt_rng_below_by(&h2, &b))
+            fail_msg("below %u: count %zu, skip %d, draw %zu", ns[t], n, skip, i);
+        assert_int_equal(rt_rng_u32(&h1), rt_rng_u32(&h2));
+        free(a), free(w);
+      }
+}
+
 /* n = 2^31 + 1 is the worst case for modulo bias: plain r % n would put
  * 2/3 of the draws in the lower half. */
 static void rng_below_no_modulo_bias(void **s) {
@@ -305,6 +339,7 @@ int main(void) {
       cmocka_unit_test(rng_below_chi_square),
       cmocka_unit_test(rng_below_no_modulo_bias),
       cmocka_unit_test(rng_below_by_same_draws),
+      cmocka_unit_test(rng_bulk_same_draws),
       cmocka_unit_test(rng_uniform_and_normal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
