@@ -290,6 +290,24 @@ static int rule_permute_permute(rw *c, cand *n) {
   return RW_REWROTE;
 }
 
+/* permute that keeps the order of the axes longer than 1 -> reshape: the
+ * same elements in the same order (attention's [L,1,dh] <-> [1,L,dh]
+ * with one head), which codegen then reads in place instead of copying */
+static int rule_permute_reshape(rw *c, cand *n) {
+  if (n->op != IR_OP_PERMUTE) return RW_NONE;
+  const ir_type *t = &rw_at(c, n->in[0])->type;
+  int last = -1;
+  for (int i = 0; i < n->type.rank; i++) {
+    int a = n->attr.perm[i];
+    if (t->dim[a] == 1) continue;
+    if (a < last) return RW_NONE;
+    last = a;
+  }
+  n->op = IR_OP_RESHAPE;
+  n->attr = (ir_attrs){0};
+  return RW_REWROTE;
+}
+
 /* slice covering the whole axis -> x */
 static int rule_slice_whole(rw *c, cand *n) {
   if (n->op != IR_OP_SLICE) return RW_NONE;
@@ -518,6 +536,7 @@ static const rule simplify_rules[] = {
     {"collapse", rule_collapse},
     {"permute_identity", rule_permute_identity},
     {"permute_permute", rule_permute_permute},
+    {"permute_reshape", rule_permute_reshape},
     {"slice_whole", rule_slice_whole},
     {"slice_slice", rule_slice_slice},
     {"reduce_unit", rule_reduce_unit},

@@ -814,6 +814,27 @@ static void simplify_permute_identity(void **s) {
   ir_func_free(f);
 }
 
+/* A permute that moves only axes of size 1 is a reshape (the same
+ * elements in the same order); one that reorders longer axes stays. */
+static void simplify_permute_reshape(void **s) {
+  (void)s;
+  ir_func *f = ir_func_new();
+  int x = in(f, "x", F3(64, 1, 8)), y = in(f, "y", F3(1, 5, 1));
+  out(f, "a", permute(f, x, 1, 0, 2)); /* [1,64,8] */
+  out(f, "b", permute(f, y, 2, 1, 0)); /* [1,5,1] */
+  out(f, "c", permute(f, x, 2, 1, 0)); /* [8,1,64]: 64 and 8 swap */
+  ir_func *g = simp(f);
+  expect_ops(g, "input input reshape permute");
+  const ir_node *a = out_node(g, 0), *c = out_node(g, 2);
+  assert_true(a->op == IR_OP_RESHAPE && a->in[0] == 0);
+  assert_int_equal(a->type.dim[0], 1);
+  assert_int_equal(a->type.dim[1], 64);
+  assert_int_equal(g->outs[1].node, 1); /* [1,5,1] to itself: y */
+  assert_true(c->op == IR_OP_PERMUTE && c->attr.perm[0] == 2);
+  ir_func_free(g);
+  ir_func_free(f);
+}
+
 static void simplify_permute_permute(void **s) {
   (void)s;
   ir_func *f = ir_func_new();
@@ -1220,6 +1241,7 @@ int main(void) {
       cmocka_unit_test(simplify_collapse),
       cmocka_unit_test(simplify_permute_identity),
       cmocka_unit_test(simplify_permute_permute),
+      cmocka_unit_test(simplify_permute_reshape),
       cmocka_unit_test(simplify_slice_whole),
       cmocka_unit_test(simplify_slice_slice),
       cmocka_unit_test(simplify_reduce_unit),
