@@ -50,10 +50,10 @@ static LLVMValueRef hmax(cg_ctx *c, LLVMValueRef v) {
  * loop over the vectors every row has whole (several rows: independent
  * chains for the out-of-order core), then each row's own rest; then, if
  * keys remain, body at j = nfull once more with r->mask set: lanes j + l
- * < cnt. Each row sees its vectors in the same order as on its own: the
- * same values. A scalar tail loop would be vectorised again by LLVM's
- * loop vectoriser (its trip count is not known), which costs more than
- * the whole row. */
+ * < cnt (whole rows: every row's rest under its mask, below). Each row
+ * sees its vectors in the same order as on its own: the same values. A
+ * scalar tail loop would be vectorised again by LLVM's loop vectoriser
+ * (its trip count is not known), which costs more than the whole row. */
 typedef void (*sweep_fn)(cg_ctx *c, srow *r, LLVMValueRef j, void *ud);
 static void sweep(cg_ctx *c, srow **r, int nr, sweep_fn fn, void **ud) {
   cg_loop l;
@@ -66,9 +66,30 @@ static void sweep(cg_ctx *c, srow **r, int nr, sweep_fn fn, void **ud) {
   cg_endfor(c, &l);
   LLVMValueRef lanes[VW];
   for (int i = 0; i < VW; i++) lanes[i] = cg_i64(c, i);
+  if (nr > 1 && r[0]->whole) {
+    /* Whole rows: the vectors from there to the longest row's last, for
+     * every row under its mask (lanes j + l < cnt). A row's vectors past
+     * its keys are all masked: its max sees -inf, its exps are zeros and
+     * its stores zeros, what its masked keys hold anyway. One short loop
+     * instead of a loop and a branch per row (mispredicted: the rows of
+     * a group differ). Each row's values and their order as on its own. */
+    LLVMValueRef most = r[0]->cnt;
+    for (int k = 1; k < nr; k++) most = cg_imax(c, most, r[k]->cnt);
+    LLVMValueRef vend = LLVMBuildUDiv(c->B, cg_addk(c, most, VW - 1), cg_i64(c, VW), "");
+    jb = cg_for(c, &l, vall, vend);
+    LLVMValueRef j = cg_mulk(c, jb, VW);
+    LLVMValueRef idx = LLVMBuildAdd(c->B, cg_splat(c, j), LLVMConstVector(lanes, VW), "");
+    for (int k = 0; k < nr; k++) {
+      r[k]->mask = LLVMBuildICmp(c->B, LLVMIntSLT, idx, cg_splat(c, r[k]->cnt), "");
+      fn(c, r[k], j, ud[k]);
+      r[k]->mask = NULL;
+    }
+    cg_endfor(c, &l);
+    return;
+  }
   for (int k = 0; k < nr; k++) {
     srow *q = r[k];
-    if (nr > 1) {
+    if (nr > 1) { /* rows not whole vectors */
       jb = cg_for(c, &l, vall, LLVMBuildUDiv(c->B, q->nfull, cg_i64(c, VW), ""));
       fn(c, q, cg_mulk(c, jb, VW), ud[k]);
       cg_endfor(c, &l);
