@@ -89,6 +89,7 @@ void cg_plan_free(cg_plan *p);
 /* Scratch bytes op of node v needs (0 for none), for each scratch slot. */
 int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k);
 bool cg_is_view(ir_op op);    /* permute, slice, expand */
+int cg_first_axis(const ir_type *t); /* the first dim that is not 1, or -1 */
 bool cg_is_reduce(ir_op op);  /* sum, amax, mean */
 bool cg_is_ewise(ir_op op);   /* unary and binary elementwise */
 bool cg_slice_is_offset(const ir_func *f, int v);

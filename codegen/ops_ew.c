@@ -231,10 +231,8 @@ static bool has_chain(cg_ctx *c, const group *g) {
 /* A prefix node's (cgint.h) rows to compute: of its domain's first dim
  * that is not 1; NULL for all. */
 static LLVMValueRef prefix_rows(cg_ctx *c, int v, const ir_type *dom) {
-  if (!c->p->node[v].prefix) return NULL;
-  for (int d = 0; d < dom->rank; d++)
-    if (dom->dim[d] != 1) return cg_upto_rows(c, dom->dim[d]);
-  return NULL;
+  int d = cg_first_axis(dom);
+  return c->p->node[v].prefix && d >= 0 ? cg_upto_rows(c, dom->dim[d]) : NULL;
 }
 
 void cg_emit_group(cg_ctx *c, int root) {

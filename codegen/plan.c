@@ -425,7 +425,7 @@ static void mark_upto(const ir_func *f, cg_plan *p, const bool *is_out, int **us
  * views, reductions), a matmul's row blocks, conv1d and gather (over
  * their first axis); the rest compute every row, which is correct, just
  * not faster. */
-static int first_axis(const ir_type *t) {
+int cg_first_axis(const ir_type *t) {
   for (int d = 0; d < t->rank; d++)
     if (t->dim[d] != 1) return d;
   return -1;
@@ -465,8 +465,8 @@ static int carry(const ir_func *f, const int *ax, int v) {
     return -2;
   case IR_OP_RESHAPE: { /* the rows stay the first axis that is not 1 */
     const ir_type *t = &f->nodes[n->in[0]].type;
-    int k = first_axis(&n->type);
-    if (first_axis(t) != a0 || k < 0 || n->type.dim[k] != t->dim[a0]) return -2;
+    int k = cg_first_axis(&n->type);
+    if (cg_first_axis(t) != a0 || k < 0 || n->type.dim[k] != t->dim[a0]) return -2;
     return k;
   }
   case IR_OP_SLICE: case IR_OP_PAD: case IR_OP_SUM: case IR_OP_AMAX: case IR_OP_MEAN:
@@ -508,7 +508,7 @@ static void mark_prefix(const ir_func *f, cg_plan *p, const bool *live, const bo
   for (int v = 0; v < n; v++) {
     const ir_node *s = &f->nodes[v];
     if (s->op == IR_OP_INPUT) {
-      int k = first_axis(&s->type);
+      int k = cg_first_axis(&s->type);
       ax[v] = v != at && k >= 0 && s->type.dim[k] == rows ? k : -1;
     } else if (s->op == IR_OP_SELECT_ROW) {
       ax[v] = s->in[1] == at && ax[s->in[0]] == 0 ? -1 : ax[s->in[0]] == -1 ? -1 : -2;
@@ -540,14 +540,14 @@ static void mark_prefix(const ir_func *f, cg_plan *p, const bool *live, const bo
     /* the loop's domain: the rows its first axis that is not 1 */
     const ir_type *dom = cg_is_reduce(s->op) ? &f->nodes[s->in[0]].type : &s->type;
     if (group) {
-      q->prefix = first_axis(dom) == ax[v];
+      q->prefix = cg_first_axis(dom) == ax[v];
     } else if (s->op == IR_OP_MATMUL) {
       int r = s->type.rank;
-      q->prefix = !s->attr.ta && ax[v] == r - 2 && first_axis(&s->type) == r - 2 &&
+      q->prefix = !s->attr.ta && ax[v] == r - 2 && cg_first_axis(&s->type) == r - 2 &&
                   s->type.dim[r - 1] > 1;
     } else if (s->op == IR_OP_CONV1D ||
                (s->op == IR_OP_GATHER && f->nodes[s->in[1]].type.rank == 1)) {
-      q->prefix = ax[v] == 0 && first_axis(&s->type) == 0; /* its rows: the indices */
+      q->prefix = ax[v] == 0 && cg_first_axis(&s->type) == 0; /* its rows: the indices */
     }
     p->n_upto += q->prefix;
   }

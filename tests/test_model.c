@@ -273,12 +273,17 @@ static void check_against_f64(const char *spec, const char *const *sets) {
   rt_model_free(m);
 }
 
-static void test_gradient_against_interpreter(void **state) {
-  (void)state;
+/* check on Mamba and the RoPE transformer at K 16, d 8, L 8. */
+static void on_mamba_and_rope(void (*check)(const char *, const char *const *)) {
   const char *mamba[] = {"K=16", "d=8", "L=8", NULL};
   const char *rope[] = {"K=16", "d=8", "L=8", "pe=rope", NULL};
-  check_against_f64("mamba.lua", mamba);
-  check_against_f64("transformer.lua", rope);
+  check("mamba.lua", mamba);
+  check("transformer.lua", rope);
+}
+
+static void test_gradient_against_interpreter(void **state) {
+  (void)state;
+  on_mamba_and_rope(check_against_f64);
 }
 
 static void check_threads(const char *spec, const char *const *sets) {
@@ -316,10 +321,7 @@ static void check_threads(const char *spec, const char *const *sets) {
 
 static void test_threads_bit_identical(void **state) {
   (void)state;
-  const char *mamba[] = {"K=16", "d=8", "L=8", NULL};
-  const char *rope[] = {"K=16", "d=8", "L=8", "pe=rope", NULL};
-  check_threads("mamba.lua", mamba);
-  check_threads("transformer.lua", rope);
+  on_mamba_and_rope(check_threads);
 }
 
 /* The kernels compute work that depends on the params only once per
@@ -359,10 +361,7 @@ static void check_params_change(const char *spec, const char *const *sets) {
 
 static void test_params_change_between_batches(void **state) {
   (void)state;
-  const char *mamba[] = {"K=16", "d=8", "L=8", NULL};
-  const char *rope[] = {"K=16", "d=8", "L=8", "pe=rope", NULL};
-  check_params_change("mamba.lua", mamba);
-  check_params_change("transformer.lua", rope);
+  on_mamba_and_rope(check_params_change);
 }
 
 static void test_cache(void **state) {
