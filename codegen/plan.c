@@ -103,8 +103,9 @@ int cg_copied_operand(const ir_func *f, int v) {
  * cg_options.hoist the prep entry makes them once per batch (per arena)
  * and the kernel reads them. A node is param-only when no input leaf
  * reaches it; it is hoisted when it is materialised (not an output, not
- * placed in a concat) and everything its loop reads is ready in the prep
- * entry: leaves, hoisted nodes, aliases of them, fused param-only nodes. */
+ * placed in a concat, not cut at the row an input names) and everything
+ * its loop reads is ready in the prep entry: leaves, hoisted nodes,
+ * aliases of them, fused param-only nodes. */
 static void mark_hoist(const ir_func *f, cg_plan *p, const bool *is_out) {
   int n = f->n_nodes;
   bool *ready = calloc((size_t)n + 1, sizeof *ready);
@@ -119,7 +120,9 @@ static void mark_hoist(const ir_func *f, cg_plan *p, const bool *is_out) {
     case CG_LEAF: ready[v] = true; break;
     case CG_ALIAS: ready[v] = ok; break;
     case CG_FUSED: ready[v] = ok; break; /* computed in its root's loop */
-    case CG_MAT: q->hoist = ready[v] = ok && !is_out[v] && q->into < 0; break;
+    case CG_MAT: /* (upto and prefix nodes read the row of an input) */
+      q->hoist = ready[v] = ok && !is_out[v] && q->into < 0 && !q->upto && !q->prefix;
+      break;
     default: break;
     }
   }
