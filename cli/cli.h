@@ -48,6 +48,8 @@ void cli_error(const char *cmd, const char *fmt, ...)
 bool cli_add_setting(cli_settings *s, char *arg);
 void cli_settings_free(cli_settings *s);
 bool cli_has_suffix(const char *s, const char *suffix);
+/* strdup that aborts when memory runs out (as every allocation here). */
+char *cli_strdup(const char *s);
 
 /* A function from FILE.ir (parsed) or MODEL.lua (built by the frontend with
  * the settings). On failure prints "recall CMD: FILE:LINE: message" (with

@@ -32,7 +32,6 @@ static char *fmt(const char *f, ...) {
   return s;
 }
 
-static char *xstrdup(const char *s) { return fmt("%s", s); }
 static char *join(const char *dir, const char *file) { return fmt("%s/%s", dir, file); }
 
 #define CMD "inspect"
@@ -195,7 +194,7 @@ static int make_example(example *ex, const cm_run *r, const opts *o, const char 
 }
 
 static char *slug_of(const char *name) {
-  char *s = xstrdup(name);
+  char *s = cli_strdup(name);
   for (char *p = s; *p; p++)
     if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
       *p = '_';
@@ -384,10 +383,10 @@ int cmd_inspect(int argc, char **argv) {
     classify(&pv[k], ex.n);
   }
   if (o.dir) {
-    dir = xstrdup(o.dir);
+    dir = cli_strdup(o.dir);
   } else {
     const char *slash = strrchr(o.ck, '/');
-    dir = slash ? fmt("%.*s/inspect", (int)(slash - o.ck), o.ck) : xstrdup("inspect");
+    dir = slash ? fmt("%.*s/inspect", (int)(slash - o.ck), o.ck) : cli_strdup("inspect");
   }
   if (cm_mkdirs(CMD, dir) < 0) goto out;
   if (report(&o, dir, &ex, &r, pv, fm->n_probes) == 0) status = fflush(stdout) == 0 ? 0 : 1;

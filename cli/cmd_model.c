@@ -12,12 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *xstrdup(const char *s) {
-  char *d = strdup(s);
-  if (!d) abort();
-  return d;
-}
-
 /* ---- the task and training keys ---- */
 
 typedef enum { T_INT, T_NUM, T_STR, T_BOOL } tkind;
@@ -157,7 +151,7 @@ static int apply_train(cm_run *r) {
       char b[40];
       fmt_num(tkeys[i].kind == T_INT ? (double)iv[i] : nv[i], b, sizeof b);
       free(r->tvals[i]);
-      r->tvals[i] = xstrdup(b);
+      r->tvals[i] = cli_strdup(b);
     }
   }
 #define IV(k) iv[tkey_index(k)]
@@ -184,7 +178,7 @@ static int apply_train(cm_run *r) {
     char b[40];
     fmt_num(c->opt.weight_decay, b, sizeof b);
     free(r->tvals[wd]);
-    r->tvals[wd] = xstrdup(b);
+    r->tvals[wd] = cli_strdup(b);
   } else {
     c->opt.weight_decay = nv[wd];
   }
@@ -288,14 +282,14 @@ static void set_model_opt(cm_run *r, const char *key, const char *value) {
   for (int i = 0; i < r->n_m; i++)
     if (!strcmp(r->mkeys[i], key)) {
       free(r->mvals[i]);
-      r->mvals[i] = xstrdup(value);
+      r->mvals[i] = cli_strdup(value);
       return;
     }
   r->mkeys = realloc(r->mkeys, sizeof *r->mkeys * (size_t)(r->n_m + 1));
   r->mvals = realloc(r->mvals, sizeof *r->mvals * (size_t)(r->n_m + 1));
   if (!r->mkeys || !r->mvals) abort();
-  r->mkeys[r->n_m] = xstrdup(key);
-  r->mvals[r->n_m++] = xstrdup(value);
+  r->mkeys[r->n_m] = cli_strdup(key);
+  r->mvals[r->n_m++] = cli_strdup(value);
 }
 
 static void value_str(const fe_value *v, char *buf, size_t n) {
@@ -310,7 +304,7 @@ static char *guess_root(const char *spec) {
   if (getenv("RECALL_ROOT")) return NULL;
   const char *p = strstr(spec, "/specs/");
   if (!p) return NULL;
-  char *root = xstrdup(spec);
+  char *root = cli_strdup(spec);
   root[p - spec] = 0;
   return root;
 }
@@ -342,14 +336,14 @@ int cm_setup(cm_run *r, const char *cmd, const char *spec,
   memset(r, 0, sizeof *r);
   r->cmd = cmd;
   char *abs = realpath(spec, NULL);
-  r->spec = abs ? abs : xstrdup(spec);
+  r->spec = abs ? abs : cli_strdup(spec);
   const char *base = strrchr(r->spec, '/');
-  r->model = xstrdup(base ? base + 1 : r->spec);
+  r->model = cli_strdup(base ? base + 1 : r->spec);
   if (cli_has_suffix(r->model, ".lua")) r->model[strlen(r->model) - 4] = 0;
   r->root = guess_root(r->spec);
   r->tvals = calloc(N_TKEYS, sizeof *r->tvals);
   if (!r->tvals) abort();
-  for (int i = 0; i < N_TKEYS; i++) r->tvals[i] = xstrdup(tkeys[i].dflt);
+  for (int i = 0; i < N_TKEYS; i++) r->tvals[i] = cli_strdup(tkeys[i].dflt);
 
   fe_model *plain = load_spec(r, NULL, NULL, 0); /* its options */
   if (!plain) return -1;
@@ -374,7 +368,7 @@ int cm_setup(cm_run *r, const char *cmd, const char *spec,
     }
     if (t >= 0) {
       free(r->tvals[t]);
-      r->tvals[t] = xstrdup(v);
+      r->tvals[t] = cli_strdup(v);
     }
     if (in_spec) set_model_opt(r, k, v);
     user_d |= !strcmp(k, "d");
@@ -595,7 +589,7 @@ static void jadd(jparser *j, const char *key, char *value) {
   o->keys = realloc(o->keys, sizeof *o->keys * (size_t)(o->n + 1));
   o->values = realloc(o->values, sizeof *o->values * (size_t)(o->n + 1));
   if (!o->keys || !o->values) abort();
-  o->keys[o->n] = xstrdup(key);
+  o->keys[o->n] = cli_strdup(key);
   o->values[o->n++] = value;
 }
 
@@ -677,7 +671,7 @@ void cm_json_free(cm_json *j) {
 }
 
 int cm_mkdirs(const char *cmd, const char *dir) {
-  char *p = xstrdup(dir);
+  char *p = cli_strdup(dir);
   for (char *s = p + 1;; s++) {
     if (*s && *s != '/') continue;
     char c = *s;

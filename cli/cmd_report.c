@@ -16,18 +16,13 @@ static void usage(FILE *out) {
         "  -q           print nothing but errors and warnings\n", out);
 }
 
-static char *dup_or_null(const char *s) {
-  if (!s || !*s) return NULL;
-  char *d = strdup(s);
-  if (!d) abort();
-  return d;
-}
+static char *dup_or_null(const char *s) { return s && *s ? cli_strdup(s) : NULL; }
 
 static void add_option(rt_report_meta *m, const char *k, const char *v) {
   m->keys = realloc(m->keys, sizeof *m->keys * (size_t)(m->n + 1));
   m->values = realloc(m->values, sizeof *m->values * (size_t)(m->n + 1));
   if (!m->keys || !m->values) abort();
-  m->keys[m->n] = dup_or_null(k), m->values[m->n++] = strdup(v);
+  m->keys[m->n] = dup_or_null(k), m->values[m->n++] = cli_strdup(v);
   if (!m->keys[m->n - 1] || !m->values[m->n - 1]) abort();
 }
 

@@ -35,12 +35,6 @@ static void usage(FILE *out) {
         "Results do not depend on -j or --threads.\n", out);
 }
 
-static char *xstrdup(const char *s) {
-  char *d = strdup(s);
-  if (!d) abort();
-  return d;
-}
-
 static bool exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
@@ -390,7 +384,7 @@ int cmd_run(int argc, char **argv) {
         cli_error("run", "%s lists two experiments named %s", top->path, xps[i].e->name);
         goto out;
       }
-    xps[i].dir = study ? cr_join(a.dir, xps[i].e->name) : xstrdup(a.dir);
+    xps[i].dir = study ? cr_join(a.dir, xps[i].e->name) : cli_strdup(a.dir);
   }
   for (int i = 0; i < n_xps; i++)
     if (setup_runs(&xps[i]) < 0) goto out;

@@ -10,12 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *xstrdup(const char *s) {
-  char *d = strdup(s);
-  if (!d) abort();
-  return d;
-}
-
 char *cr_read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -125,7 +119,7 @@ char **cr_varying_keys(const fe_experiment *e, int *n) {
       if (!vary) continue;
       keys = realloc(keys, sizeof *keys * (size_t)(*n + 1));
       if (!keys) abort();
-      keys[(*n)++] = xstrdup(k);
+      keys[(*n)++] = cli_strdup(k);
     }
   if (*n) qsort(keys, (size_t)*n, sizeof *keys, cmp_str);
   return keys;
@@ -337,7 +331,7 @@ static int concat(const char *dir, const char *file, const char *const *subdirs,
         header = realloc(header, sizeof *header * (size_t)(nh + 1));
         if (!header) abort();
         memmove(header + at + 1, header + at, sizeof *header * (size_t)(nh - at));
-        header[at] = xstrdup(f[a]);
+        header[at] = cli_strdup(f[a]);
         nh++;
       }
       free_fields(f, k);
