@@ -154,6 +154,9 @@ typedef struct {
 static inline bool cg_copies(const cg_ctx *c, int v) {
   return c->prep || !c->p->node[v].prep;
 }
+static inline bool cg_copy_only(const cg_ctx *c, int v) {
+  return c->prep && c->p->node[v].prep;
+}
 
 /* Builds the kernel `name` for f (see codegen.h for the calling
  * convention) into n_units modules: the entry point and the inner kernel

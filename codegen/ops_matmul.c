@@ -297,7 +297,7 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   LLVMValueRef pa = cg_ptr(c, n->in[g.swap]), pb = cg_ptr(c, n->in[!g.swap]),
                po = cg_ptr(c, v);
   LLVMValueRef scratch = copy ? c->slot[c->p->node[v].scratch[0]] : NULL;
-  if (copy && c->prep && c->p->node[v].prep) { /* the prep entry: B' only */
+  if (copy && cg_copy_only(c, v)) { /* the prep entry: B' only */
     copy_b(c, &m, g.tb, pb, cg_i64(c, 0), scratch, npad);
     return;
   }

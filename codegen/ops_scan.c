@@ -234,7 +234,7 @@ void cg_emit_scan(cg_ctx *c, int v) {
     w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.B));
   }
   if (cg_copies(c, v)) cg_transpose(c, w.pAT, cg_ptr(c, n->in[2]), w.E, w.N);
-  if (c->prep && q->prep) return; /* the prep entry: A^T only */
+  if (cg_copy_only(c, v)) return; /* the prep entry: A^T only */
   if (q->read_at >= 0 && q->pair < 0) { /* the row, clamped (select_row counts it) */
     fwd_sweep_to(c, &w, cg_read_row(c, q->read_at, w.L));
   } else if (q->upto) { /* every row up to the one read (plan.c), then zeros */
@@ -386,7 +386,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.pdAT = cg_gep(c, c->f32, work, cg_i64(c, 2 * w.B));
   w.part = cg_gep(c, c->f32, work, cg_i64(c, 3 * w.B));
   if (cg_copies(c, v)) cg_transpose(c, w.pAT, cg_ptr(c, n->in[1]), E, N);
-  if (c->prep && q->prep) return; /* the prep entry: A^T only */
+  if (cg_copy_only(c, v)) return; /* the prep entry: A^T only */
   w.keep = true;
   if (q->pair >= 0) { /* the scan's saved states and decays */
     const cg_node_plan *sq = &c->p->node[q->pair];

@@ -190,7 +190,6 @@ typedef struct {
   float *logits, *grad, *other;
   double **dl; /* interpreter: leaf values by node id */
   double *dtok, dpos, dlabel, dgloss;
-  unsigned long prepared; /* the batch whose params cg_prepare saw, or 0 */
 } workspace;
 
 typedef struct {
@@ -226,7 +225,6 @@ struct rt_model {
   kernel *train;
   kernel **fwd;
   int n_fwd;
-  unsigned long batches; /* run_batch calls: the params may differ in each */
 };
 
 static void ws_free(workspace *w) {
@@ -484,7 +482,6 @@ typedef struct {
   kernel *k;
   const int32_t *tokens, *labels;
   int n, B, threads;
-  unsigned long serial; /* this batch's number (rt_model.batches) */
   float *logits;
   double loss[RT_CHUNKS];
   long correct[RT_CHUNKS];
@@ -510,14 +507,6 @@ static void run_chunk(job *j, int c, workspace *w) {
   int lo = (int)((long)c * j->B / RT_CHUNKS), hi = (int)((long)(c + 1) * j->B / RT_CHUNKS);
   float *acc = k->train ? m->chunk_grad + (size_t)c * m->n_flat : NULL;
   if (acc) memset(acc, 0, sizeof *acc * m->n_flat);
-  if (k->jit && w->prepared != j->serial) { /* this batch's params (hoist) */
-    if (cg_prepare(k->jit->cg, w->leaves, w->arena) != 0) {
-      ir_err(&j->err[c], "model: preparing the kernel failed (a missing leaf)");
-      j->failed[c] = 1;
-      return;
-    }
-    w->prepared = j->serial;
-  }
   double loss = 0;
   long correct = 0;
   for (int b = lo; b < hi; b++) {
@@ -555,7 +544,7 @@ static int run_batch(rt_model *m, kernel *k, int n, const int32_t *tokens,
     return -1;
   }
   job j = {.m = m, .k = k, .tokens = tokens, .labels = labels, .n = n, .B = B,
-           .serial = ++m->batches, .logits = logits};
+           .logits = logits};
   j.threads = m->threads < 1 ? 1 : m->threads > RT_CHUNKS ? RT_CHUNKS : m->threads;
   if (k->n_ws < j.threads) {
     k->ws = realloc(k->ws, sizeof *k->ws * (size_t)j.threads);
@@ -565,6 +554,13 @@ static int run_batch(rt_model *m, kernel *k, int n, const int32_t *tokens,
   }
   if (m->backend == RT_BACKEND_INTERP)
     for (size_t i = 0; i < m->n_flat; i++) m->theta64[i] = m->theta[i];
+  /* what the kernel computes from the params alone, for this batch's
+   * params (cg_options.hoist): once per thread's arena */
+  for (int t = 0; k->jit && t < j.threads; t++)
+    if (cg_prepare(k->jit->cg, k->ws[t]->leaves, k->ws[t]->arena) != 0) {
+      ir_err(err, "model: preparing the kernel failed (a missing leaf)");
+      return -1;
+    }
   worker_arg args[RT_CHUNKS];
   pthread_t tid[RT_CHUNKS];
   int started = 1;
