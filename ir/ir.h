@@ -283,6 +283,10 @@ ir_func *ir_pass_dce(const ir_func *f, ir_error *err);
 ir_func *ir_pass_cse(const ir_func *f, ir_error *err);
 ir_func *ir_pass_fold(const ir_func *f, ir_error *err);     /* constants */
 ir_func *ir_pass_simplify(const ir_func *f, ir_error *err); /* algebra */
+/* factor.c: sum_rows((sum_i A_i B_i) C) as sum_i sum_rows(B_i (A_i^T C))
+ * where A_i^T (C w + b) is taken anyway (a first layer's norm gradient):
+ * the products A_i B_i are then not needed. */
+ir_func *ir_pass_factor(const ir_func *f, ir_error *err);
 /* demand.c: every node computed over just the part its users read (a
  * range along one axis, e.g. the one row of a select_row at a constant
  * position and everything row-wise before it). Leaves are kept whole. */

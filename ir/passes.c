@@ -560,11 +560,13 @@ ir_func *ir_pass_simplify(const ir_func *f, ir_error *err) {
 
 /* ---- the pipeline ---- */
 
-/* simplify first (it exposes fills and dead nodes), fold next (on the fills
- * simplify made), then cse (merged nodes become dead) and dce last, so the
- * result of every round carries no dead nodes. */
+/* simplify first (it exposes fills and dead nodes), factor on its
+ * result, fold next (on the fills simplify made), then cse (merged nodes
+ * become dead) and dce last, so the result of every round carries no
+ * dead nodes. */
 static const ir_pass pipeline[] = {
     {"simplify", ir_pass_simplify},
+    {"factor", ir_pass_factor},
     {"fold", ir_pass_fold},
     {"cse", ir_pass_cse},
     {"dce", ir_pass_dce},

@@ -190,6 +190,7 @@ static ir_func *fail(rw *c, int id, int *map) {
   snprintf(m, sizeof m, "%s", c->err->msg);
   ir_err(c->err, "%s: %%%d: %.400s", c->pass, id, m);
   free(map);
+  c->map = NULL;
   free(c->uses), free(c->matmul_users);
   free(c->tab);
   ir_func_free(c->g);
@@ -218,10 +219,11 @@ ir_func *rw_rebuild(rw *c, const ir_func *f, const bool *keep) {
       c->uses[f->outs[i].node]++;
       c->matmul_users[f->outs[i].node] = false;
     }
-  int *map = xrealloc(NULL, sizeof *map * (size_t)f->n_nodes);
+  int *map = xrealloc(NULL, sizeof *map * ((size_t)f->n_nodes + 1));
+  for (int id = 0; id < f->n_nodes; id++) map[id] = -1;
+  c->map = map;
   for (int id = 0; id < f->n_nodes; id++) {
     const ir_node *o = &f->nodes[id];
-    map[id] = -1;
     c->line = o->line;
     if (named_leaf(o->op)) {
       map[id] = copy_leaf(c->g, o);
@@ -263,6 +265,7 @@ ir_func *rw_rebuild(rw *c, const ir_func *f, const bool *keep) {
       return fail(c, x, map);
   }
   free(map);
+  c->map = NULL;
   free(c->uses), free(c->matmul_users);
   free(c->tab);
   c->tab = NULL;

@@ -43,7 +43,7 @@ typedef struct {
 } rw_slot;
 
 /* One pass over one function: its rules and the state of the rebuild.
- * Passes set pass, rules/n_rules, cse and err; the engine the rest. */
+ * Passes set pass, rules/n_rules, cse, err and ud; the engine the rest. */
 struct rw {
   const char *pass;
   const ir_func *f;
@@ -53,6 +53,8 @@ struct rw {
   const rule *rules;
   int n_rules;
   bool cse;
+  const int *map;     /* per node of f: its id in g, -1 until rebuilt */
+  const void *ud;     /* the pass's own data for its rules, or NULL */
   rw_slot *tab; /* open addressing, id -1 = empty; only when cse */
   int tab_cap, tab_used;
   int line;

@@ -1046,6 +1046,95 @@ static void simplify_scalings(void **s) {
   ir_func_free(f);
 }
 
+static int mmt(ir_func *f, int a, int b) { /* a^T b */
+  int ins[2] = {a, b};
+  return node(f, IR_OP_MATMUL, ins, 2, (ir_attrs){.ta = 1}, NULL);
+}
+
+/* matmul nodes of g with result type [r, k] */
+static int matmuls(const ir_func *g, int r, int k) {
+  int n = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ir_node *x = &g->nodes[i];
+    n += x->op == IR_OP_MATMUL && x->type.rank == 2 && x->type.dim[0] == r && x->type.dim[1] == k;
+  }
+  return n;
+}
+
+/* A first layer's norm gradient, as autodiff writes it for LayerNorm
+ * (bias: ln) or RMSNorm (no bias) in front of `terms` projections, T rows,
+ * I outputs, J inputs: P = sum_i A_i B_i; outputs dw = sum_rows(P C), db
+ * = sum_rows(P) (ln), every A_i^T (C w [+ b]); `also`: P is an output
+ * too. C is x x (any [T,J] node). */
+static ir_func *norm_grad_graph(int T, int I, int J, int terms, bool ln, bool also) {
+  ir_func *f = ir_func_new();
+  int x = in(f, "x", F2(T, J));
+  int w = ok(ir_leaf(f, IR_OP_PARAM, "w", F1(J), &err));
+  int b = ln ? ok(ir_leaf(f, IR_OP_PARAM, "b", F1(J), &err)) : -1;
+  int C = bin(f, IR_OP_MUL, x, x), X = bin(f, IR_OP_MUL, C, w);
+  if (ln) X = bin(f, IR_OP_ADD, b, X);
+  int P = -1, A[3];
+  for (int i = 0; i < terms; i++) {
+    char an[8], bn[8];
+    snprintf(an, sizeof an, "a%d", i), snprintf(bn, sizeof bn, "b%d", i);
+    A[i] = in(f, an, F2(T, I));
+    int t = mm(f, A[i], ok(ir_leaf(f, IR_OP_PARAM, bn, F2(I, J), &err)));
+    P = P < 0 ? t : bin(f, IR_OP_ADD, P, t);
+  }
+  out(f, "dw", reduce(f, IR_OP_SUM, bin(f, IR_OP_MUL, C, P), 0));
+  if (ln) out(f, "db", reduce(f, IR_OP_SUM, P, 0));
+  static const char *dW[] = {"dW0", "dW1", "dW2"};
+  for (int i = 0; i < terms; i++) out(f, dW[i], mmt(f, A[i], X));
+  if (also) out(f, "P", P);
+  return f;
+}
+
+/* factor: the products A_i B_i [T,J] are gone from the norm's gradients
+ * (with and without a bias, one to three terms), the same values; kept
+ * where P is read otherwise, where a term has no weight gradient from
+ * the same C, and where the rewrite would cost more than it saves. */
+static void factor_norm_gradient(void **s) {
+  (void)s;
+  static const struct {
+    int T, I, J, terms;
+    bool ln, also, fires;
+  } cases[] = {
+      {16, 6, 4, 2, false, false, true}, {16, 6, 4, 3, true, false, true},
+      {16, 6, 4, 1, true, false, true},  {16, 6, 4, 2, true, true, false},
+      {2, 8, 8, 2, true, false, false}, /* T 2: [I,J] work outweighs */
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    ir_func *f = norm_grad_graph(cases[k].T, cases[k].I, cases[k].J, cases[k].terms,
+                                 cases[k].ln, cases[k].also);
+    ir_func *g = ir_optimize(f, NULL, &err);
+    if (!g) fail_msg("%s", err.msg);
+    expect_contract(f, g);
+    expect_same_values(f, g, IR_PREC_F64);
+    int T = cases[k].T, I = cases[k].I, J = cases[k].J, n = cases[k].terms;
+    if (cases[k].fires) {
+      assert_int_equal(matmuls(g, T, J), 0);
+      assert_int_equal(matmuls(g, I, J), n * (cases[k].ln ? 2 : 1)); /* A^T C, r^T b */
+      assert_int_equal(matmuls(g, 1, J), cases[k].ln ? n : 0);      /* db: r_i B_i */
+    } else { /* the products and the weight gradients as they were */
+      assert_int_equal(matmuls(g, T, J), n);
+      assert_int_equal(matmuls(g, I, J), n);
+      assert_int_equal(matmuls(g, 1, J), 0);
+    }
+    ir_func_free(g);
+    ir_func_free(f);
+  }
+  /* a term whose weight gradient reads another C: nothing to share */
+  ir_func *f = norm_grad_graph(16, 6, 4, 2, false, false);
+  f->nodes[f->outs[2].node].in[1] = 0; /* dW1 = A_1^T x */
+  ir_func *g = ir_optimize(f, NULL, &err);
+  if (!g) fail_msg("%s", err.msg);
+  expect_contract(f, g);
+  expect_same_values(f, g, IR_PREC_F64);
+  assert_int_equal(matmuls(g, 16, 4), 2);
+  ir_func_free(g);
+  ir_func_free(f);
+}
+
 /* silu(x) becomes x sigmoid(x) where sigmoid(x) is taken too (as a
  * gradient does), so that one sigmoid serves both; a lone silu stays. */
 static void silu_shares_the_sigmoid(void **s) {
@@ -1094,15 +1183,17 @@ static void passes_list(void **s) {
   (void)s;
   int n = 0;
   const ir_pass *p = ir_passes(&n);
-  assert_int_equal(n, 4);
+  assert_int_equal(n, 5);
   assert_string_equal(p[0].name, "simplify");
-  assert_string_equal(p[1].name, "fold");
-  assert_string_equal(p[2].name, "cse");
-  assert_string_equal(p[3].name, "dce");
+  assert_string_equal(p[1].name, "factor");
+  assert_string_equal(p[2].name, "fold");
+  assert_string_equal(p[3].name, "cse");
+  assert_string_equal(p[4].name, "dce");
   assert_ptr_equal(p[0].run, ir_pass_simplify);
-  assert_ptr_equal(p[1].run, ir_pass_fold);
-  assert_ptr_equal(p[2].run, ir_pass_cse);
-  assert_ptr_equal(p[3].run, ir_pass_dce);
+  assert_ptr_equal(p[1].run, ir_pass_factor);
+  assert_ptr_equal(p[2].run, ir_pass_fold);
+  assert_ptr_equal(p[3].run, ir_pass_cse);
+  assert_ptr_equal(p[4].run, ir_pass_dce);
 }
 
 /* Every kind of rewrite in one graph; needs two rounds (fold makes the 1
@@ -1247,6 +1338,7 @@ int main(void) {
       cmocka_unit_test(simplify_reduce_unit),
       cmocka_unit_test(simplify_concat_one),
       cmocka_unit_test(silu_shares_the_sigmoid),
+      cmocka_unit_test(factor_norm_gradient),
       cmocka_unit_test(simplify_concat_slices),
       cmocka_unit_test(simplify_add_pads),
       cmocka_unit_test(simplify_scalings),
