@@ -174,9 +174,10 @@ LLVMValueRef cg_i64(cg_ctx *c, int64_t v);
 LLVMValueRef cg_i32c(cg_ctx *c, int32_t v);
 LLVMValueRef cg_f32c(cg_ctx *c, double v);
 LLVMTypeRef cg_elty(cg_ctx *c, const ir_node *n);
-/* Widest vectors of the scans' reverse step, and the lanes of a row of
- * its partial sums (ops_scan.c), by which plan.c sizes them. */
-enum { CG_SCAN_VW = 16, CG_SCAN_PART = 8 };
+/* Widest vectors of the scans' reverse step, the lanes of a row of its
+ * partial sums and the most steps it takes at once (ops_scan.c), by
+ * which plan.c sizes them. */
+enum { CG_SCAN_VW = 16, CG_SCAN_PART = 8, CG_SCAN_STEPS = 2 };
 /* The distance in floats between the [N,E] blocks of the scans' scratch
  * (states, decays, carries, one per step or one each): S = N*E and 64
  * bytes more, so that two blocks never sit a multiple of 4 KiB apart

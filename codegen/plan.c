@@ -46,7 +46,8 @@ bool cg_slice_is_offset(const ir_func *f, int v) {
  *   scan      0: A^T [N,E] (+ the state and one step's decays [N,E] each
  *             when unpaired);
  *             1, 2 (paired): every state H [L+1 blocks], every decay a [L]
- *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums [2N,CG_SCAN_PART];
+ *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums
+ *             [CG_SCAN_STEPS 2N, CG_SCAN_PART];
  *             1, 2 (unpaired): its own H and a */
 int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
   const ir_node *n = &f->nodes[v];
@@ -65,7 +66,7 @@ int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
     const ir_type *dy = &f->nodes[n->in[3]].type;
     int64_t L = dy->dim[0], N = f->nodes[n->in[1]].type.dim[1], S = dy->dim[1] * N;
     int64_t B = cg_scan_block(S);
-    if (k == 0) return 4 * (3 * B + 2 * N * CG_SCAN_PART);
+    if (k == 0) return 4 * (3 * B + CG_SCAN_STEPS * 2 * N * CG_SCAN_PART);
     return paired ? 0 : 4 * (k == 1 ? L + 1 : L) * B;
   }
   return 0;
