@@ -324,6 +324,48 @@ static void test_threads_bit_identical(void **state) {
   on_mamba_and_rope(check_threads);
 }
 
+/* The factor pass (ir/factor.c) fires on the study's first layers: in
+ * the training kernel the first norm's weight gradient sums [I,d]
+ * products (B_i (A_i^T xhat)), not the [L,d] d(xn) that autodiff writes.
+ * A change in how the Lua library writes a norm or a projection that hid
+ * the pattern fails here instead of only costing time. (L 12: neither d
+ * 8 nor Mamba's E 16.) */
+static void check_factored(const char *spec, const char *const *sets) {
+  spec_ctx c;
+  enum { L = 12 };
+  rt_model *m = spec_model(&c, spec, sets, L, RT_BACKEND_JIT, 1);
+  ir_error err;
+  ir_func *k = rt_model_kernel_function(rt_model_function(m), true, &err);
+  if (!k) fail_msg("%s: %s", spec, err.msg);
+  int o = ir_find_output(k, "grad.layers.0.norm.weight"), stack[64], n = 0, sums = 0;
+  assert_true(o >= 0);
+  stack[n++] = k->outs[o].node;
+  while (n > 0) {
+    const ir_node *x = &k->nodes[stack[--n]];
+    if (x->op == IR_OP_RESHAPE || x->op == IR_OP_ADD) {
+      for (int i = 0; i < x->n_in && n < 64; i++) stack[n++] = x->in[i];
+      continue;
+    }
+    assert_int_equal(x->op, IR_OP_SUM);
+    assert_int_equal(x->attr.axis, 0);
+    const ir_type *t = &k->nodes[x->in[0]].type;
+    if (t->dim[0] == L) fail_msg("%s: the norm's gradient sums %lld rows: d(xn)", spec,
+                                 (long long)t->dim[0]);
+    sums++;
+  }
+  assert_true(sums >= 2); /* one per projection that reads the norm */
+  ir_func_free(k);
+  rt_model_free(m);
+}
+
+static void test_first_norm_factored(void **state) {
+  (void)state;
+  const char *mamba[] = {"K=16", "d=8", "L=12", NULL};
+  const char *rope[] = {"K=16", "d=8", "L=12", "pe=rope", NULL};
+  check_factored("mamba.lua", mamba);
+  check_factored("transformer.lua", rope);
+}
+
 /* The kernels compute work that depends on the params only once per
  * batch (cg_options.hoist, model.c run_chunk): after the params change
  * (as an optimiser step changes them), the next batch, training and
@@ -494,6 +536,7 @@ int main(void) {
       cmocka_unit_test(test_layout),
       cmocka_unit_test(test_gradient_against_interpreter),
       cmocka_unit_test(test_threads_bit_identical),
+      cmocka_unit_test(test_first_norm_factored),
       cmocka_unit_test(test_params_change_between_batches),
       cmocka_unit_test(test_cache),
       cmocka_unit_test(test_cache_concurrent),
