@@ -25,7 +25,6 @@
 #include "rewrite.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 enum { MAX_TERMS = 8 };
 
