@@ -259,35 +259,43 @@ static int rule_weight(rw *c, cand *n) {
   return r < 0 ? RW_FAIL : r;
 }
 
-/* S = sum_rows((sum_i A_i B_i) C) -> sum_i sum_rows(B_i (A_i^T C)) */
-static int rule_sum_product(rw *c, cand *n) {
-  const mark *m = marked(c, n, ROLE_SUM_PRODUCT);
+/* The sum over the terms of the group of n (marked role) of term(i), a
+ * node of n's type [1,J] each. */
+typedef int (*term_fn)(rw *c, const group *q, int i, const ir_type *t);
+static int sum_terms(rw *c, cand *n, int role, term_fn term) {
+  const mark *m = marked(c, n, role);
   if (!m) return RW_NONE;
   const group *q = &((const plan *)c->ud)->groups[m->group];
   int r = -1;
   for (int i = 0; i < q->n && r != RW_FAIL; i++) {
-    int a = c->map[q->a[i]], b = c->map[q->b[i]];
-    int G = emit(c, IR_OP_MATMUL, a, c->map[q->c], (ir_attrs){.ta = 1}, rw_at(c, b)->type);
-    int p = G < 0 ? G : emit(c, IR_OP_MUL, b, G, (ir_attrs){0}, rw_at(c, b)->type);
-    int s = p < 0 ? p : row_sum(c, p);
+    int s = term(c, q, i, &n->type);
     r = s < 0 ? RW_FAIL : plus(c, r, s);
   }
   return r;
 }
 
-/* D = sum_rows(sum_i A_i B_i) -> sum_i sum_rows(A_i) B_i */
-static int rule_sum(rw *c, cand *n) {
-  const mark *m = marked(c, n, ROLE_SUM);
-  if (!m) return RW_NONE;
-  const group *q = &((const plan *)c->ud)->groups[m->group];
-  int r = -1;
-  for (int i = 0; i < q->n && r != RW_FAIL; i++) {
-    int a = c->map[q->a[i]], b = c->map[q->b[i]], s = row_sum(c, a);
-    int p = s < 0 ? s : emit(c, IR_OP_MATMUL, s, b, (ir_attrs){0}, n->type);
-    r = p < 0 ? RW_FAIL : plus(c, r, p);
-  }
-  return r;
+/* sum_rows(B_i (A_i^T C)) */
+static int product_term(rw *c, const group *q, int i, const ir_type *t) {
+  (void)t;
+  int a = c->map[q->a[i]], b = c->map[q->b[i]];
+  int G = emit(c, IR_OP_MATMUL, a, c->map[q->c], (ir_attrs){.ta = 1}, rw_at(c, b)->type);
+  int p = G < 0 ? G : emit(c, IR_OP_MUL, b, G, (ir_attrs){0}, rw_at(c, b)->type);
+  return p < 0 ? p : row_sum(c, p);
 }
+
+/* sum_rows(A_i) B_i */
+static int sum_term(rw *c, const group *q, int i, const ir_type *t) {
+  int s = row_sum(c, c->map[q->a[i]]);
+  return s < 0 ? s : emit(c, IR_OP_MATMUL, s, c->map[q->b[i]], (ir_attrs){0}, *t);
+}
+
+/* S = sum_rows((sum_i A_i B_i) C) -> sum_i sum_rows(B_i (A_i^T C)) */
+static int rule_sum_product(rw *c, cand *n) {
+  return sum_terms(c, n, ROLE_SUM_PRODUCT, product_term);
+}
+
+/* D = sum_rows(sum_i A_i B_i) -> sum_i sum_rows(A_i) B_i */
+static int rule_sum(rw *c, cand *n) { return sum_terms(c, n, ROLE_SUM, sum_term); }
 
 static const rule factor_rules[] = {
     {"factor_weight", rule_weight},
