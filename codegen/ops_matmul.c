@@ -107,11 +107,32 @@ static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
 /* Causal attention (cgint.h: tri, lower). A tri left operand is zero
  * past the diagonal, so a row block's inner range ends there (or, read
  * transposed, starts there); a lower-only result needs no column block
- * past the diagonal: those are zeroed, not computed. */
+ * past the diagonal: those are zeroed, not computed (left as they are
+ * where only causal softmaxes read it). */
 typedef struct {
   bool tri_a, lower;
+  bool unread;          /* lower, and only causal softmaxes read it */
   int64_t off_a, off_o; /* Lk - Lq of A as stored, and of the result */
 } causal;
+
+/* Every reader of v is a causal softmax (over v's shape, as lower
+ * requires), which reads only the keys a row keeps: the part past the
+ * diagonal is never read, so it need not be zeroed either (the scores
+ * of attention: a fifth of their product's time at d 8). Other readers
+ * of a lower result multiply that part by zeros, which needs it finite:
+ * zeros, not whatever the arena held. */
+static bool only_softmax_reads(const ir_func *f, int v) {
+  for (int j = 0; j < f->n_outs; j++)
+    if (f->outs[j].node == v) return false;
+  bool any = false;
+  for (int w = v + 1; w < f->n_nodes; w++)
+    for (int i = 0; i < f->nodes[w].n_in; i++)
+      if (f->nodes[w].in[i] == v) {
+        if (f->nodes[w].op != IR_OP_SOFTMAX || !f->nodes[w].attr.causal) return false;
+        any = true;
+      }
+  return any;
+}
 
 static void inner_range(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef i0) {
   m->p0 = m->p1 = NULL;
@@ -138,12 +159,14 @@ static void row_block(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef 
     LLVMValueRef jb = cg_for(c, &lj, cg_i64(c, 0), end);
     tile(c, m, rows, 2, i0, cg_mulk(c, jb, 2 * vw), 0);
     cg_endfor(c, &lj);
-    LLVMValueRef r = cg_forn(c, &lr, rows);
-    LLVMValueRef row = cg_mulk(c, cg_add(c, i0, r), m->N);
-    LLVMValueRef j = cg_for(c, &lz, cg_mulk(c, end, 2 * vw), cg_i64(c, pairs * 2 * vw));
-    cg_store(c, cg_f32c(c, 0.0), m->po, cg_add(c, row, j));
-    cg_endfor(c, &lz);
-    cg_endfor(c, &lr);
+    if (!k->unread) {
+      LLVMValueRef r = cg_forn(c, &lr, rows);
+      LLVMValueRef row = cg_mulk(c, cg_add(c, i0, r), m->N);
+      LLVMValueRef j = cg_for(c, &lz, cg_mulk(c, end, 2 * vw), cg_i64(c, pairs * 2 * vw));
+      cg_store(c, cg_f32c(c, 0.0), m->po, cg_add(c, row, j));
+      cg_endfor(c, &lz);
+      cg_endfor(c, &lr);
+    }
   } else if (pairs > 0) {
     cg_loop lj;
     LLVMValueRef jb = cg_forn(c, &lj, pairs);
@@ -315,6 +338,7 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   /* swapped: through the causal zeros (exact zeros, the same sums) */
   const cg_node_plan *qa = &c->p->node[n->in[0]], *qo = &c->p->node[v];
   causal k = {.tri_a = qa->tri && r >= 2 && !g.swap, .lower = qo->lower && !g.swap};
+  k.unread = k.lower && only_softmax_reads(c->f, v);
   if (k.tri_a) { /* A as stored is [.., Lq, Lk] */
     const ir_type *sa = &c->f->nodes[n->in[0]].type;
     k.off_a = sa->dim[r - 1] - sa->dim[r - 2];

@@ -168,6 +168,7 @@ typedef struct {
  * random leaves, checks i32 outputs exactly and returns the worst float
  * error. Const leaves with data are passed as NULL (cg_run substitutes). */
 static const char *passes; /* NULL: the default pipeline */
+static int arena_byte = 0xA5;  /* the arena's garbage before a run */
 
 static double run_compare(const ir_func *f, int imax, bool fuse,
                           const char *label, double tol) {
@@ -204,7 +205,7 @@ static double run_compare(const ir_func *f, int imax, bool fuse,
     memset(jo[j], 0x7F, 4 * (size_t)cnt);
   }
   void *arena = cg_arena_new(m);
-  memset(arena, 0xA5, cg_arena_size(m)); /* the kernel may not rely on zeros */
+  memset(arena, arena_byte, cg_arena_size(m)); /* the kernel may not rely on zeros */
   int rc = cg_run(m, jl, jo, arena);
   double **ref = ir_interp(f, IR_PREC_F32, (const double *const *)dl, &E);
   if (!ref) fail_msg("%s: interp: %s", label, E.msg);
@@ -1054,6 +1055,35 @@ static void causal_skips_masked_half(void **state) {
     ir_func_free(g);
     ir_func_free(f);
   }
+}
+
+/* Scores that only a causal softmax reads are not zeroed past the
+ * diagonal (ops_matmul.c only_softmax_reads): with NaNs in the arena the
+ * softmax still equals the interpreter (it never reads them), and where
+ * another reader multiplies the scores by the softmax's zeros they are
+ * zeroed (NaN times 0 would be NaN). Whole rows and partial ones, fused
+ * and not. */
+static void causal_scores_unread_past_diagonal(void **state) {
+  (void)state;
+  static const int sz[][2] = {{40, 40}, {20, 37}, {48, 48}};
+  arena_byte = 0xFF; /* every float a NaN */
+  for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) {
+    int Lq = sz[i][0], Lk = sz[i][1], d = 8;
+    for (int other = 0; other < 2; other++) {
+      ir_func *f = ir_func_new();
+      int q = param(f, "q", F(Lq, d)), k = param(f, "k", F(Lk, d));
+      int s = mm(f, q, k, 0, 1);
+      int p = op1(f, IR_OP_SOFTMAX, s, (ir_attrs){.causal = true});
+      out(f, "p", p);
+      if (other) /* sum(S P): S read past the diagonal, times zeros */
+        out(f, "sp", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, s, p), (ir_attrs){.axis = 1}));
+      char label[64];
+      snprintf(label, sizeof label, "scores %dx%d%s", Lq, Lk, other ? " and S P" : "");
+      for (int fuse = 0; fuse < 2; fuse++) run_compare(f, 0, fuse, label, TOL_APPROX);
+      ir_func_free(f);
+    }
+  }
+  arena_byte = 0xA5;
 }
 
 /* One causal attention layer over h [L, d] (weights named by layer). */
@@ -1966,6 +1996,7 @@ int main(void) {
       cmocka_unit_test(mamba_chain),
       cmocka_unit_test(gradients_match),
       cmocka_unit_test(causal_skips_masked_half),
+      cmocka_unit_test(causal_scores_unread_past_diagonal),
       cmocka_unit_test(out_of_range_indices),
       cmocka_unit_test(cross_entropy_small_loss),
       cmocka_unit_test(null_leaves),
