@@ -22,8 +22,7 @@ static void add_option(rt_report_meta *m, const char *k, const char *v) {
   m->keys = realloc(m->keys, sizeof *m->keys * (size_t)(m->n + 1));
   m->values = realloc(m->values, sizeof *m->values * (size_t)(m->n + 1));
   if (!m->keys || !m->values) abort();
-  m->keys[m->n] = dup_or_null(k), m->values[m->n++] = cli_strdup(v);
-  if (!m->keys[m->n - 1] || !m->values[m->n - 1]) abort();
+  m->keys[m->n] = cli_strdup(k), m->values[m->n++] = cli_strdup(v); /* k: never empty */
 }
 
 /* "runs.3.options.lr" -> 3 and "lr" (the part after the run's index,

@@ -185,9 +185,14 @@ void rt_rng_init(rt_rng *g, uint64_t seed, uint64_t stream, uint32_t index) {
   g->normal = 0.0;
 }
 
-static void refill(rt_rng *g) {
-  philox_lanes(g->ctr, g->key, g->buf);
+/* g's next PHILOX_LANES blocks into out */
+static void next_blocks(rt_rng *g, uint32_t *out) {
+  philox_lanes(g->ctr, g->key, out);
   g->ctr[0] += PHILOX_LANES;
+}
+
+static void refill(rt_rng *g) {
+  next_blocks(g, g->buf);
   g->left = 4 * PHILOX_LANES;
 }
 
@@ -206,10 +211,8 @@ void rt_rng_words(rt_rng *g, uint32_t *out, size_t n) {
   size_t k = n < (size_t)g->left ? n : (size_t)g->left;
   take(g, out, k);
   out += k, n -= k;
-  for (; n >= 4 * PHILOX_LANES; n -= 4 * PHILOX_LANES, out += 4 * PHILOX_LANES) {
-    philox_lanes(g->ctr, g->key, out);
-    g->ctr[0] += PHILOX_LANES;
-  }
+  for (; n >= 4 * PHILOX_LANES; n -= 4 * PHILOX_LANES, out += 4 * PHILOX_LANES)
+    next_blocks(g, out);
   if (n > 0) {
     refill(g);
     take(g, out, n);
