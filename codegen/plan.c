@@ -660,7 +660,16 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_
   }
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];
-    if (q->hoist) continue;
+    if (q->hoist) { /* its scratch (a matmul's copy): used while the prep
+                       entry makes it, where only the slots above live */
+      for (int k = 0; k < CG_MAX_SCRATCH; k++) {
+        int64_t b = cg_scratch_bytes(f, p, v, k);
+        if (b > 0) q->scratch[k] = slot_get(&s, round64(b));
+      }
+      for (int k = 0; k < CG_MAX_SCRATCH; k++)
+        if (q->scratch[k] >= 0) s.busy[q->scratch[k]] = false;
+      continue;
+    }
     if (q->kind == CG_MAT && q->out < 0 && q->into < 0) {
       if (lu[v] < v) {
         ir_err(err, "codegen: %%%d is materialised but never read", v);
@@ -682,6 +691,13 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_
       for (int k = 1; k < CG_MAX_SCRATCH; k++) s.busy[p->node[q->pair].scratch[k]] = false;
     for (int o = bucket[v]; o >= 0; o = next[o]) s.busy[p->node[o].slot] = false;
   }
+  /* every scratch the emitters will ask for has its slot */
+  for (int v = 0; v < n && !rc; v++)
+    for (int k = 0; k < CG_MAX_SCRATCH && p->node[v].kind == CG_MAT; k++)
+      if (p->node[v].scratch[k] < 0 && cg_scratch_bytes(f, p, v, k) > 0) {
+        ir_err(err, "codegen: %%%d (%s) has no scratch slot %d", v, ir_op_name(f->nodes[v].op), k);
+        rc = -1;
+      }
 
   p->n_slots = s.n;
   p->slot_bytes = s.bytes ? s.bytes : malloc(sizeof *p->slot_bytes);

@@ -1325,6 +1325,17 @@ static void hoisted_work_prepared_once(void **state) {
   out(f, "y", op1(f, IR_OP_SUM, h, (ir_attrs){.axis = 1}));
   check_hoisting(f, 6, all_hoisted); /* exp(w0) (no copy: not tb), 5 copies */
   ir_func_free(f);
+  /* a product of params only, as the sink pass leaves a first layer's
+   * projection of the embedding (ir/sink.c): hoisted whole, its copy of
+   * W^T in a scratch slot while the prep entry runs (10 rows: fewer
+   * than 8 take dot products, no copy); then gathered */
+  f = ir_func_new();
+  int t = mm(f, param(f, "tab", F(10, 16)), param(f, "wp", F(12, 16)), 0, 1);
+  int x = op2(f, IR_OP_GATHER, t, input(f, "idx", I(8)), (ir_attrs){0});
+  out(f, "y", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, un(f, IR_OP_TANH, x), input(f, "x", F(8, 12))),
+                  (ir_attrs){.axis = 1}));
+  check_hoisting(f, 1, all_hoisted);
+  ir_func_free(f);
 }
 
 /* The gradient function (ad_grad) of each composite, compiled. */
