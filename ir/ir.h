@@ -291,6 +291,12 @@ ir_func *ir_pass_factor(const ir_func *f, ir_error *err);
  * range along one axis, e.g. the one row of a select_row at a constant
  * position and everything row-wise before it). Leaves are kept whole. */
 ir_func *ir_pass_demand(const ir_func *f, ir_error *err);
+/* sink.c: row-wise work after a gather (a first layer's norm and
+ * projections after the embedding) done on the table's rows instead,
+ * where the table has fewer rows than the gather makes; run on a forward
+ * function, before its gradient is taken, so that the gradient is
+ * computed on the table's rows too. */
+ir_func *ir_pass_sink(const ir_func *f, ir_error *err);
 /* A copy of f with its scalar input `name` replaced by the constant
  * `value` (a fill; the input is gone from the leaves). */
 ir_func *ir_bind_scalar(const ir_func *f, const char *name, double value,

@@ -1179,6 +1179,110 @@ static void sub_self_is_kept(void **s) {
 
 /* ---- the pipeline ---- */
 
+/* ---- sink ---- */
+
+static int op2(ir_func *f, ir_op op, int a, int b, ir_attrs at) {
+  int ins[2] = {a, b};
+  return node(f, op, ins, 2, at, NULL);
+}
+
+/* A first layer on n_tok gathered rows of a table V [rows,6]: an RMS
+ * norm, a projection y [n_tok,5], row-wise readers of y; and readers that
+ * mix positions: a positional table added to x, causal attention scores,
+ * a sum over positions, xn^T y. loss sums what the params reach. */
+static ir_func *first_layer_graph(int rows, int n_tok) {
+  ir_func *f = ir_func_new();
+  int x = op2(f, IR_OP_GATHER, in(f, "V", F2(rows, 6)), in(f, "tok", I(1, n_tok, 0)),
+              (ir_attrs){0});
+  int ms = reduce(f, IR_OP_MEAN, bin(f, IR_OP_MUL, x, x), 1);
+  int r = un(f, IR_OP_RSQRT, bin(f, IR_OP_ADD, ms, fill(f, 1e-5, F0())));
+  int xn = bin(f, IR_OP_MUL, bin(f, IR_OP_MUL, x, r),
+               ok(ir_leaf(f, IR_OP_PARAM, "w", F1(6), &err)));
+  int y = op2(f, IR_OP_MATMUL, xn, ok(ir_leaf(f, IR_OP_PARAM, "W", F2(5, 6), &err)),
+              (ir_attrs){.tb = 1});
+  int z = un(f, IR_OP_SILU, slice(f, y, 1, 0, 3));
+  out(f, "z", z);
+  out(f, "sm", node(f, IR_OP_SOFTMAX, &y, 1, (ir_attrs){0}, NULL));
+  out(f, "mx", reduce(f, IR_OP_AMAX, y, 1));
+  out(f, "xp", bin(f, IR_OP_ADD, x, in(f, "pe", F2(n_tok, 6))));
+  int sc = op2(f, IR_OP_MATMUL, xn, xn, (ir_attrs){.tb = 1});
+  int cs = node(f, IR_OP_SOFTMAX, &sc, 1, (ir_attrs){.causal = 1}, NULL);
+  out(f, "cs", cs);
+  out(f, "col", reduce(f, IR_OP_SUM, y, 0));
+  int yt = op2(f, IR_OP_MATMUL, xn, y, (ir_attrs){.ta = 1});
+  out(f, "yt", yt);
+  int l1 = reduce(f, IR_OP_SUM, reduce(f, IR_OP_SUM, bin(f, IR_OP_MUL, z, z), 1), 0);
+  int l2 = reduce(f, IR_OP_SUM, reduce(f, IR_OP_SUM, bin(f, IR_OP_MUL, cs, sc), 1), 0);
+  int l3 = reduce(f, IR_OP_SUM, reduce(f, IR_OP_SUM, yt, 1), 0);
+  out(f, "loss", bin(f, IR_OP_ADD, bin(f, IR_OP_ADD, l1, l2), l3));
+  return f;
+}
+
+static int output_of(const ir_func *g, const char *name) {
+  int o = ir_find_output(g, name);
+  assert_true(o >= 0);
+  return g->outs[o].node;
+}
+
+/* g's node v is gather(T, i) with T of `rows` rows */
+static bool gather_of(const ir_func *g, int v, int rows) {
+  const ir_node *n = &g->nodes[v];
+  return n->op == IR_OP_GATHER && g->nodes[n->in[0]].type.dim[0] == rows;
+}
+
+/* sink: the norm, the projection and its row-wise readers computed on
+ * the table's 3 rows and gathered after (same values, and the same
+ * gradients once autodiff runs on the result: the weight's through a
+ * scatter_add of the table's rows); the positional sum, the causal
+ * softmax, the sum over positions and xn^T y keep their 8 rows (their
+ * operands gathered); nothing moves where the table has as many rows as
+ * the gather makes. */
+static void sink_first_layer(void **s) {
+  (void)s;
+  ir_func *f = first_layer_graph(3, 8);
+  ir_func *g = run(ir_pass_sink, f);
+  int n_mean = 0;
+  for (int v = 0; v < g->n_nodes; v++) {
+    const ir_node *n = &g->nodes[v];
+    if (n->op == IR_OP_MEAN) assert_int_equal(n->type.dim[0], 3), n_mean++;
+    if (n->op == IR_OP_MATMUL && n->in[1] == ir_find_leaf(g, "W")) {
+      assert_int_equal(n->type.dim[0], 3);
+      assert_int_equal(g->nodes[n->in[0]].op, IR_OP_MUL);
+    }
+  }
+  assert_int_equal(n_mean, 1);
+  const char *sunk[] = {"z", "sm", "mx"};
+  for (int i = 0; i < 3; i++) assert_true(gather_of(g, output_of(g, sunk[i]), 3));
+  const ir_node *xp = &g->nodes[output_of(g, "xp")], *cs = &g->nodes[output_of(g, "cs")],
+                *col = &g->nodes[output_of(g, "col")], *yt = &g->nodes[output_of(g, "yt")];
+  assert_int_equal(xp->op, IR_OP_ADD);
+  assert_true(gather_of(g, xp->in[0], 3)); /* x itself */
+  assert_int_equal(cs->op, IR_OP_SOFTMAX);
+  assert_true(gather_of(g, cs->in[0], 3)); /* the scores' rows: [3,8] */
+  assert_int_equal(g->nodes[g->nodes[cs->in[0]].in[0]].type.dim[1], 8);
+  assert_int_equal(col->op, IR_OP_SUM);
+  assert_true(gather_of(g, col->in[0], 3));
+  assert_int_equal(yt->op, IR_OP_MATMUL);
+  assert_true(gather_of(g, yt->in[0], 3) && gather_of(g, yt->in[1], 3));
+  ir_func *g2 = ir_pass_sink(g, &err);
+  if (!g2) fail_msg("%s", err.msg);
+  expect_same_text(g, g2); /* a fixed point */
+  ir_func_free(g2);
+  /* the gradient of the sunk function: the same values */
+  ir_func *da = ad_grad(f, "loss", &err), *db = ad_grad(g, "loss", &err);
+  if (!da || !db) fail_msg("%s", err.msg);
+  expect_same_values(da, db, IR_PREC_F64);
+  int scatters = 0;
+  for (int v = 0; v < db->n_nodes; v++) scatters += db->nodes[v].op == IR_OP_SCATTER_ADD;
+  assert_true(scatters >= 1);
+  ir_func_free(da), ir_func_free(db), ir_func_free(g), ir_func_free(f);
+  /* as many table rows as gathered ones: nothing to gain */
+  f = first_layer_graph(8, 8);
+  g = run(ir_pass_sink, f);
+  expect_same_text(f, g);
+  ir_func_free(g), ir_func_free(f);
+}
+
 static void passes_list(void **s) {
   (void)s;
   int n = 0;
@@ -1343,6 +1447,7 @@ int main(void) {
       cmocka_unit_test(simplify_add_pads),
       cmocka_unit_test(simplify_scalings),
       cmocka_unit_test(sub_self_is_kept),
+      cmocka_unit_test(sink_first_layer),
       cmocka_unit_test(passes_list),
       cmocka_unit_test(optimize_fixed_point),
       cmocka_unit_test(optimize_trace),
