@@ -628,10 +628,11 @@ int rt_model_bucket(const rt_model *m, int n) {
 
 /* Training reads the last position: "pos" becomes the constant n-1, and
  * the demand pass cuts every node down to what that one position needs
- * (the last layer to one row) before the gradient is taken, so that the
- * backward is cut down too. */
+ * (the last layer to one row); the sink pass moves the first layer's
+ * row-wise work (norm, projections) onto the embedding's K rows. Both
+ * before the gradient is taken, so that the backward is cut down too. */
 ir_func *rt_model_kernel_function(const ir_func *f, bool train, ir_error *err) {
-  ir_func *b = NULL, *d, *g, *o;
+  ir_func *b = NULL, *d, *s, *g, *o;
   int tok = ir_find_leaf(f, "tokens"), pos = ir_find_leaf(f, "pos");
   if (train && tok >= 0 && pos >= 0 && f->nodes[tok].type.rank == 1 &&
       f->nodes[pos].op == IR_OP_INPUT && f->nodes[pos].type.rank == 0 &&
@@ -642,6 +643,9 @@ ir_func *rt_model_kernel_function(const ir_func *f, bool train, ir_error *err) {
   d = ir_pass_demand(f, err);
   ir_func_free(b);
   if (!d) return NULL;
+  s = ir_pass_sink(d, err);
+  ir_func_free(d);
+  if (!(d = s)) return NULL;
   if (!train) {
     o = ir_optimize(d, NULL, err);
     ir_func_free(d);

@@ -348,8 +348,11 @@ int rt_model_train_batch(rt_model *m, const int32_t *tokens,
 /* The function rt_model compiles from the model's function f (at any
  * length n): train, the training kernel (ad_grad(f, "loss"), read at the
  * last position n-1, optimised); else the forward kernel (f optimised,
- * read at its input "pos"). New function or NULL with a message. Shown
- * by `recall llvm`. */
+ * read at its input "pos"). Both cut to what the position read needs
+ * (ir_pass_demand) and with the first layer's row-wise work on the
+ * embedding's rows (ir_pass_sink) before the gradient. New function or
+ * NULL with a message. Shown by `recall llvm` and `recall ir --stage
+ * kernel|eval`. */
 ir_func *rt_model_kernel_function(const ir_func *f, bool train, ir_error *err);
 
 /* The bucket length a sequence of length n runs at (see above). */

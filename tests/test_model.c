@@ -208,13 +208,23 @@ static void test_layout(void **state) {
 }
 
 /* The batch gradient equals the mean of per-example gradients computed by
- * the interpreter in double precision on the autodiff function. */
-static void check_against_f64(const char *spec, const char *const *sets) {
+ * the interpreter in double precision on the autodiff function, and the
+ * evaluation kernel's logits at the last position the interpreter's. At
+ * L 8 and at L 24, where the sink pass moves the first layer onto the
+ * embedding's 16 rows (test_sunk). */
+static void check_against_f64_at(const char *spec, const char *const *sets, int L) {
   spec_ctx c;
-  enum { L = 8, B = 5 };
+  enum { B = 5 };
+  const char *sl[8];
+  char lset[16];
+  int ns = 0;
+  for (; sets[ns] && ns < 6; ns++) sl[ns] = strncmp(sets[ns], "L=", 2) ? sets[ns] : lset;
+  snprintf(lset, sizeof lset, "L=%d", L);
+  sl[ns] = NULL;
+  sets = sl;
   rt_model *m = spec_model(&c, spec, sets, L, RT_BACKEND_JIT, 2);
   rt_ar_task task = {16, 1, 1, L};
-  int32_t tok[B * L], lab[B];
+  int32_t tok[B * 24], lab[B];
   rt_ar_batch(7, 3, 0, B, &task, tok, lab);
   rt_batch_stats st;
   ir_error err;
@@ -225,7 +235,7 @@ static void check_against_f64(const char *spec, const char *const *sets) {
   double **leaves = calloc((size_t)g->n_nodes, sizeof *leaves);
   double *theta = malloc(sizeof *theta * rt_model_size(m));
   for (size_t i = 0; i < rt_model_size(m); i++) theta[i] = rt_model_params(m)[i];
-  double V[16 * 8], x[L], pos = L - 1, y, one = 1;
+  double V[16 * 8], x[24], pos = L - 1, y, one = 1;
   float Vf[16 * 8];
   rt_embedding_V(16, 8, Vf);
   for (int i = 0; i < 16 * 8; i++) V[i] = Vf[i];
@@ -239,13 +249,14 @@ static void check_against_f64(const char *spec, const char *const *sets) {
       leaves[v] = !strcmp(nd->name, "tokens") ? x : !strcmp(nd->name, "pos") ? &pos
                 : !strcmp(nd->name, "label") ? &y : &one;
   }
-  double *want = calloc(rt_model_size(m), sizeof *want), loss = 0;
+  double *want = calloc(rt_model_size(m), sizeof *want), loss = 0, logits[B * 16];
   for (int e = 0; e < B; e++) {
     for (int i = 0; i < L; i++) x[i] = tok[e * L + i];
     y = lab[e];
     double **vals = ir_interp(g, IR_PREC_F64, (const double *const *)leaves, &err);
     if (!vals) fail_msg("%s", err.msg);
     loss += vals[g->outs[ir_find_output(g, "loss")].node][0] / B;
+    for (int k = 0; k < 16; k++) logits[e * 16 + k] = vals[g->outs[ir_find_output(g, "logits")].node][k];
     for (int j = 0; j < g->n_outs; j++) {
       if (strncmp(g->outs[j].name, "grad.", 5)) continue;
       const rt_param *p = rt_model_param(m, rt_model_find_param(m, g->outs[j].name + 5));
@@ -266,11 +277,21 @@ static void check_against_f64(const char *spec, const char *const *sets) {
                  p->name, k, a, b, scale);
     }
   }
+  float got[B * 16];
+  assert_int_equal(rt_model_eval_batch(m, L, 0, tok, lab, B, got, &st, &err), 0);
+  for (int i = 0; i < B * 16; i++)
+    if (!(fabs(got[i] - logits[i]) <= 1e-5 * fmax(1, fabs(logits[i]))))
+      fail_msg("%s L %d: logit %d = %.8g, interpreter %.8g", spec, L, i, got[i], logits[i]);
   free(want);
   free(theta);
   free(leaves);
   ir_func_free(g);
   rt_model_free(m);
+}
+
+static void check_against_f64(const char *spec, const char *const *sets) {
+  check_against_f64_at(spec, sets, 8);
+  check_against_f64_at(spec, sets, 24);
 }
 
 /* check on Mamba and the RoPE transformer at K 16, d 8, L 8. */
@@ -356,6 +377,65 @@ static void check_factored(const char *spec, const char *const *sets) {
   assert_true(sums >= 2); /* one per projection that reads the norm */
   ir_func_free(k);
   rt_model_free(m);
+}
+
+/* The sink pass (ir/sink.c) fires on the study's first layers: at L 24
+ * > K 16 the training and evaluation kernels take the first layer's
+ * projections (weight: "name") of the normed embedding on its 16 rows,
+ * and their weight gradients sum 16 rows, not 24. With a learned
+ * positional table added to x (rows differ by position) they keep L
+ * rows. A change in the Lua library that hid the pattern fails here. */
+static void check_sunk(const char *spec, const char *const *sets, const char *name, int rows) {
+  spec_ctx c;
+  enum { L = 24 };
+  rt_model *m = spec_model(&c, spec, sets, L, RT_BACKEND_JIT, 1);
+  ir_error err;
+  for (int train = 0; train < 2; train++) {
+    ir_func *k = rt_model_kernel_function(rt_model_function(m), train, &err);
+    if (!k) fail_msg("%s: %s", spec, err.msg);
+    int w = ir_find_leaf(k, name), products = 0;
+    assert_true(w >= 0);
+    for (int v = 0; v < k->n_nodes; v++) {
+      const ir_node *n = &k->nodes[v];
+      int b = n->op == IR_OP_MATMUL ? n->in[1] : -1;
+      while (b >= 0 && k->nodes[b].op == IR_OP_SLICE) b = k->nodes[b].in[0];
+      if (b != w || !n->attr.tb) continue; /* x W^T */
+      if (n->type.dim[0] != rows)
+        fail_msg("%s: %%%d = x W^T has %d rows, want %d", spec, v, n->type.dim[0], rows);
+      products++;
+    }
+    assert_true(products >= 1);
+    if (train) { /* dW: matmuls {ta} summing `rows` rows behind grad.<name> */
+      char g[128];
+      snprintf(g, sizeof g, "grad.%s", name);
+      int stack[64], n = 0, sums = 0;
+      stack[n++] = k->outs[ir_find_output(k, g)].node;
+      while (n > 0) {
+        const ir_node *x = &k->nodes[stack[--n]];
+        if (x->op == IR_OP_MATMUL) { /* (or a bias's [1,I]^T [1,J], factor.c) */
+          assert_true(x->attr.ta);
+          int r = k->nodes[x->in[0]].type.dim[0];
+          if (r != 1 && r != rows) fail_msg("%s: dW sums %d rows, want %d", spec, r, rows);
+          sums += r == rows;
+        } else {
+          for (int i = 0; i < x->n_in && n < 64; i++) stack[n++] = x->in[i];
+        }
+      }
+      assert_true(sums >= 1);
+    }
+    ir_func_free(k);
+  }
+  rt_model_free(m);
+}
+
+static void test_sunk(void **state) {
+  (void)state;
+  const char *mamba[] = {"K=16", "d=8", NULL};
+  const char *rope[] = {"K=16", "d=8", "pe=rope", NULL};
+  const char *learned[] = {"K=16", "d=8", "pe=learned", NULL};
+  check_sunk("mamba.lua", mamba, "layers.0.mixer.in_proj.weight", 16);
+  check_sunk("transformer.lua", rope, "layers.0.mixer.wq.weight", 16);
+  check_sunk("transformer.lua", learned, "layers.0.mixer.wq.weight", 24);
 }
 
 static void test_first_norm_factored(void **state) {
@@ -537,6 +617,7 @@ int main(void) {
       cmocka_unit_test(test_gradient_against_interpreter),
       cmocka_unit_test(test_threads_bit_identical),
       cmocka_unit_test(test_first_norm_factored),
+      cmocka_unit_test(test_sunk),
       cmocka_unit_test(test_params_change_between_batches),
       cmocka_unit_test(test_cache),
       cmocka_unit_test(test_cache_concurrent),
