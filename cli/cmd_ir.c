@@ -2,17 +2,21 @@
  * written, with its gradient appended, optimised) or its backward function. */
 #include "cli.h"
 #include "ir.h"
+#include "runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const usage_text =
-    "usage: recall ir FILE.ir|MODEL.lua [--stage frontend|autodiff|opt|all]\n"
+    "usage: recall ir FILE.ir|MODEL.lua [--stage frontend|autodiff|opt|kernel|eval|all]\n"
     "                 [--grad] [--set k=v ...] [--format text|dot]\n"
     "  --stage frontend  the function as written\n"
     "  --stage autodiff  with its reverse-mode gradient appended\n"
     "  --stage opt       the gradient function after the optimisation passes\n"
+    "  --stage kernel    the training kernel's function: read at the last position,\n"
+    "                    cut to what that needs, gathers sunk, gradient, optimised\n"
+    "  --stage eval      the evaluation kernel's function (the same without gradient)\n"
     "  --stage all       (default) forward and backward, split and optimised\n"
     "  --grad            only the backward function\n";
 
@@ -60,9 +64,9 @@ int cmd_ir(int argc, char **argv) {
     usage(stderr);
     goto out;
   }
-  if (strcmp(stage, "frontend") && strcmp(stage, "autodiff") &&
-      strcmp(stage, "opt") && strcmp(stage, "all")) {
-    cli_error("ir", "unknown stage '%s' (frontend, autodiff, opt or all)", stage);
+  if (strcmp(stage, "frontend") && strcmp(stage, "autodiff") && strcmp(stage, "opt") &&
+      strcmp(stage, "kernel") && strcmp(stage, "eval") && strcmp(stage, "all")) {
+    cli_error("ir", "unknown stage '%s' (frontend, autodiff, opt, kernel, eval or all)", stage);
     goto out;
   }
   if (strcmp(format, "text") && strcmp(format, "dot")) {
@@ -80,6 +84,12 @@ int cmd_ir(int argc, char **argv) {
     status = 0;
     goto done;
   }
+  if (!strcmp(stage, "eval") && !grad) {
+    if (!(o = rt_model_kernel_function(f, false, &err))) goto fail;
+    show(o, format);
+    status = 0;
+    goto done;
+  }
   const char *loss = loss_name(f);
   if (!loss) {
     if (!strcmp(stage, "all") && !grad) { /* nothing to differentiate */
@@ -87,6 +97,12 @@ int cmd_ir(int argc, char **argv) {
       status = 0;
     } else
       cli_error("ir", "%s: no output named \"loss\" to differentiate", path);
+    goto done;
+  }
+  if (!strcmp(stage, "kernel") && !grad) {
+    if (!(o = rt_model_kernel_function(f, true, &err))) goto fail;
+    show(o, format);
+    status = 0;
     goto done;
   }
   if (!(g = ad_grad(f, loss, &err))) goto fail;

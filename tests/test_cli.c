@@ -94,6 +94,32 @@ static void ir_stages(void **state) {
   assert_int_equal(run(&out, "ir --format dot specs/ir/attention.ir"), 0);
   assert_non_null(strstr(out, "digraph recall {"));
   free(out);
+  /* the kernels' functions: parse; the training kernel's has the
+   * gradients and (L 24 > K 16) the first layer on the embedding's rows
+   * (ir/sink.c); the evaluation kernel's reads the row "pos" names */
+  ir_error err;
+  assert_int_equal(run(&out, "ir --stage kernel specs/models/mamba.lua --set L=24"), 0);
+  ir_func *k = ir_parse(out, "kernel", &err);
+  if (!k) fail_msg("%s\n%s", err.msg, out);
+  assert_true(ir_find_output(k, "grad.layers.0.mixer.in_proj.weight") >= 0);
+  assert_true(ir_find_leaf(k, "pos") < 0); /* bound to L - 1 */
+  int w = ir_find_leaf(k, "layers.0.mixer.in_proj.weight"), rows = 0;
+  for (int v = 0; v < k->n_nodes; v++) {
+    const ir_node *n = &k->nodes[v];
+    if (n->op == IR_OP_MATMUL && n->attr.tb && k->nodes[n->in[1]].op == IR_OP_SLICE &&
+        k->nodes[n->in[1]].in[0] == w)
+      rows = n->type.dim[0];
+  }
+  assert_int_equal(rows, 16);
+  ir_func_free(k);
+  free(out);
+  assert_int_equal(run(&out, "ir --stage eval specs/models/mamba.lua --set L=24"), 0);
+  k = ir_parse(out, "eval", &err);
+  if (!k) fail_msg("%s\n%s", err.msg, out);
+  assert_true(ir_find_leaf(k, "pos") >= 0);
+  assert_int_equal(ir_find_output(k, "grad.layers.0.mixer.in_proj.weight"), -1);
+  ir_func_free(k);
+  free(out);
 }
 
 static void ir_errors(void **state) {
