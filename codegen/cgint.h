@@ -76,11 +76,12 @@ typedef struct {
   int n_mat, n_fused, n_placed, n_upto; /* n_upto counts prefix nodes too */
   int n_hoisted;                        /* hoist and prep nodes */
   int upto_at; /* with rows_to_pos: the i32 leaf of the row read, or -1 */
+  bool *accumulate; /* per output: added into its buffer (cg_options) */
 } cg_plan;
 
-/* rows_to_pos, hoist: cg_options' (the upto nodes; hoist and prep). */
-int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_plan *p,
-                  ir_error *err);
+/* The plan of f under opt (NULL: the defaults): no_fuse, rows_to_pos (the
+ * upto nodes), hoist (hoist and prep), accumulate (outputs in slots). */
+int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error *err);
 /* The operand of node v whose copy its scratch 0 starts with, made the
  * same whatever the example: matmul's B' (one batch), the scans' A^T;
  * -1 if none. */

@@ -15,6 +15,8 @@
  *    NULL and passes the module's own copy.
  *  - outs[j] points at room for output j (f->outs order): numel floats
  *    (int32_t for an i32 output). Outputs may be read back by the kernel.
+ *    With cg_options.accumulate, the marked ones hold the sums they are
+ *    added to.
  *  - arena: cg_arena_size bytes, 64-byte aligned (cg_arena_new), holding
  *    every intermediate value; its content on entry does not matter and on
  *    return is garbage. Buffers are planned at compile time: disjoint
@@ -122,6 +124,13 @@ typedef struct {
                          weights that matmuls and scans read) once, in
                          cg_prepare, instead of in every run: the kernel
                          then needs cg_prepare on its arena first */
+  const bool *accumulate; /* per output (f->outs order), or NULL: an f32
+                         output marked true is added into its buffer,
+                         outs[j][i] += value, instead of stored: right
+                         after its node is computed, while the value is
+                         still in cache. The sums are those of a caller
+                         adding the stored output (the same bits). For
+                         summing gradients over examples. */
   int compile_threads; /* split the kernel into this many modules,
                          optimised and compiled on threads of their own
                          (0: $RECALL_COMPILE_THREADS, else one per CPU, at

@@ -118,6 +118,25 @@ void cg_memcpy(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t numel) {
   LLVMBuildMemCpy(c->B, dst, 4, src, 4, cg_i64(c, 4 * numel));
 }
 
+/* dst[i] += src[i] over numel floats (a loop LLVM vectorises). */
+static void add_into(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t numel) {
+  cg_loop l;
+  LLVMValueRef i = cg_forn(c, &l, numel);
+  cg_store(c, LLVMBuildFAdd(c->B, cg_loadf(c, dst, i), cg_loadf(c, src, i), ""), dst, i);
+  cg_endfor(c, &l);
+}
+
+/* The outputs of node v that accumulate (cg_options.accumulate), added
+ * into their buffers; at_node: v was just computed in its slot, else
+ * the end of the kernel, for the leaves and aliases. */
+static void accumulate_outs(cg_ctx *c, int v, bool at_node) {
+  const ir_func *f = c->f;
+  for (int j = 0; j < f->n_outs; j++)
+    if (f->outs[j].node == v && c->p->accumulate[j] &&
+        (c->p->node[v].kind == CG_MAT) == at_node)
+      add_into(c, c->out[j], cg_ptr(c, v), ir_numel(&f->nodes[v].type));
+}
+
 LLVMValueRef cg_alloca(cg_ctx *c, LLVMTypeRef ty, LLVMValueRef init) {
   LLVMBuilderRef b = LLVMCreateBuilderInContext(c->C);
   LLVMPositionBuilderBefore(b, c->alloca_at);
@@ -749,12 +768,14 @@ static void emit_calls(cg_ctx *c, const char *name, LLVMValueRef prof) {
     if (q->kind != CG_MAT || (c->prep ? !(q->hoist || q->prep) : q->hoist)) continue;
     if (!prof) {
       emit_node_fn(c, v, name);
+      if (!c->prep) accumulate_outs(c, v, true);
       continue;
     }
     LLVMValueRef rcc = LLVMGetIntrinsicDeclaration(c->M, id, NULL, 0);
     LLVMTypeRef rcc_ty = LLVMIntrinsicGetType(c->C, id, NULL, 0);
     LLVMValueRef t0 = LLVMBuildCall2(c->B, rcc_ty, rcc, NULL, 0, "");
     emit_node_fn(c, v, name);
+    if (!c->prep) accumulate_outs(c, v, true);
     LLVMValueRef dt = LLVMBuildSub(c->B, LLVMBuildCall2(c->B, rcc_ty, rcc, NULL, 0, ""), t0, "");
     LLVMValueRef at = cg_gep(c, c->i64, prof, cg_i64(c, v));
     LLVMBuildStore(c->B, LLVMBuildAdd(c->B, LLVMBuildLoad2(c->B, c->i64, at, ""), dt, ""), at);
@@ -797,13 +818,15 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
   }
   begin_body(&c, make_inner(&c, name));
   emit_calls(&c, name, prof);
-  /* outputs not computed in place: leaves, reshapes, repeated nodes */
+  /* outputs not computed in place: leaves, reshapes, repeated nodes;
+   * those that accumulate, unless added already (accumulate_outs) */
   for (int j = 0; j < f->n_outs; j++) {
     int v = f->outs[j].node;
     const cg_node_plan *q = &p->node[v];
-    if (q->kind == CG_MAT && q->out == j) continue;
+    if ((q->kind == CG_MAT && q->out == j) || p->accumulate[j]) continue;
     cg_memcpy(&c, c.out[j], cg_ptr(&c, v), ir_numel(&f->nodes[v].type));
   }
+  for (int v = 0; v < f->n_nodes; v++) accumulate_outs(&c, v, false);
   LLVMBuildRet(c.B, LLVMBuildLoad2(c.B, c.i32, c.oob, ""));
   make_outer(&c, name, c.fn, ftz, true);
 

@@ -188,9 +188,7 @@ static int build(const ir_func *f, const cg_options *opt, int n,
                  cg_unit *units, const char *triple, LLVMTargetDataRef dl,
                  const char *name, cg_plan *plan, cg_stats *st, ir_error *err) {
   if (ir_verify(f, err)) return -1;
-  if (cg_plan_build(f, !(opt && opt->no_fuse), opt && opt->rows_to_pos, opt && opt->hoist,
-                    plan, err))
-    return -1;
+  if (cg_plan_build(f, opt, plan, err)) return -1;
   for (int u = 0; u < n; u++) {
     units[u].M = LLVMModuleCreateWithNameInContext("recall", units[u].C);
     LLVMSetTarget(units[u].M, triple);

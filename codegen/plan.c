@@ -559,12 +559,14 @@ static void mark_prefix(const ir_func *f, cg_plan *p, const bool *live, const bo
   free(pre);
 }
 
-int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_plan *p,
-                  ir_error *err) {
+int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error *err) {
   int n = f->n_nodes;
+  bool fuse = !(opt && opt->no_fuse), rows_to_pos = opt && opt->rows_to_pos,
+       hoist = opt && opt->hoist;
   memset(p, 0, sizeof *p);
   p->n_nodes = n;
   p->node = calloc((size_t)n + 1, sizeof *p->node);
+  p->accumulate = calloc((size_t)f->n_outs + 1, sizeof *p->accumulate);
   bool *live = calloc((size_t)n + 1, sizeof *live);
   bool *is_out = calloc((size_t)n + 1, sizeof *is_out);
   int *n_users = calloc((size_t)n + 1, sizeof *n_users);
@@ -575,7 +577,7 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_
   int *next = malloc(sizeof *next * ((size_t)n + 1));
   p->leaf_node = malloc(sizeof *p->leaf_node * ((size_t)n + 1));
   if (!p->node || !live || !is_out || !n_users || !users || !owner || !lu ||
-      !bucket || !next || !p->leaf_node)
+      !bucket || !next || !p->leaf_node || !p->accumulate)
     abort();
   slots s = {0};
   int rc = 0;
@@ -635,10 +637,22 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_
     if (q->kind == CG_FUSED) p->n_fused++;
     if (q->into >= 0) p->n_placed++;
   }
+  for (int j = 0; j < f->n_outs && opt && opt->accumulate; j++) {
+    p->accumulate[j] = opt->accumulate[j];
+    if (p->accumulate[j] && f->nodes[f->outs[j].node].type.dtype != IR_F32) {
+      ir_err(err, "codegen: output %d (%s) is i32 and cannot accumulate", j, f->outs[j].name);
+      rc = -1;
+    }
+  }
+  /* An output is computed in its buffer unless it accumulates: then in a
+   * slot, added to the buffer right after the node (emit.c), or at the
+   * end (a leaf, an alias). */
   for (int j = 0; j < f->n_outs; j++) {
     int v = f->outs[j].node;
-    if (p->node[v].kind == CG_MAT && p->node[v].out < 0) p->node[v].out = j;
-    lu[owner[v]] = n; /* read by the final copies, if any */
+    bool at_node = p->accumulate[j] && p->node[v].kind == CG_MAT;
+    if (p->node[v].kind == CG_MAT && p->node[v].out < 0 && !p->accumulate[j]) p->node[v].out = j;
+    int t = at_node ? v : n; /* read by the final copies, if any */
+    if (t > lu[owner[v]]) lu[owner[v]] = t;
   }
   /* Last use of each storage owner: a fused node reads at its root. */
   for (int w = 0; w < n; w++) {
@@ -670,7 +684,14 @@ int cg_plan_build(const ir_func *f, bool fuse, bool rows_to_pos, bool hoist, cg_
         if (q->scratch[k] >= 0) s.busy[q->scratch[k]] = false;
       continue;
     }
-    if (q->kind == CG_MAT && q->out < 0 && q->into < 0) {
+    cg_node_plan *w = q->into >= 0 ? &p->node[q->into] : NULL;
+    if (w && w->out < 0 && w->slot < 0) { /* a concat in a slot (it
+      accumulates): its slot lives from its first part placed in it */
+      w->slot = slot_get(&s, round64(4 * ir_numel(&f->nodes[q->into].type)));
+      next[q->into] = bucket[lu[q->into]];
+      bucket[lu[q->into]] = q->into;
+    }
+    if (q->kind == CG_MAT && q->out < 0 && q->into < 0 && q->slot < 0) {
       if (lu[v] < v) {
         ir_err(err, "codegen: %%%d is materialised but never read", v);
         rc = -1;
@@ -726,5 +747,6 @@ void cg_plan_free(cg_plan *p) {
   free(p->leaf_node);
   free(p->slot_bytes);
   free(p->slot_off);
+  free(p->accumulate);
   memset(p, 0, sizeof *p);
 }

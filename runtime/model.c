@@ -41,9 +41,9 @@ static float *vzalloc(size_t n) {
 }
 
 /* acc += g over n floats, n a multiple of FLAT_ALIGN: in blocks of a known
- * size and without aliasing, so that the compiler vectorises it at -O2
- * (a scalar loop over a d 64 Mamba's 66k gradients after each example
- * cost ~8% of the instructions of a training step). */
+ * size and without aliasing, so that the compiler vectorises it at -O2.
+ * (It adds the chunks' sums; each example's gradients the kernel adds
+ * into its chunk's sum itself, cg_options.accumulate.) */
 static void add_into(float *restrict acc, const float *restrict g, size_t n) {
   for (size_t i = 0; i < n; i += FLAT_ALIGN)
     for (size_t j = 0; j < FLAT_ALIGN; j++) acc[i + j] += g[i + j];
@@ -80,11 +80,13 @@ static void bytes_append(char **s, size_t *len, size_t *cap, const void *p,
   *len += n;
 }
 
-static char *cache_key(const ir_func *f, bool train, size_t *keylen) {
+static char *cache_key(const ir_func *f, bool train, const bool *acc, size_t *keylen) {
   char *text = ir_print_str(f);
   size_t len = strlen(text), cap = len + 1;
   const char *kind = train ? "\ntrain" : "\nforward"; /* compiled apart (jit_acquire) */
   bytes_append(&text, &len, &cap, kind, strlen(kind));
+  for (int j = 0; j < f->n_outs; j++) /* which outputs accumulate */
+    bytes_append(&text, &len, &cap, acc[j] ? "+" : "=", 1);
   for (int v = 0; v < f->n_nodes; v++) {
     const ir_node *n = &f->nodes[v];
     if (n->op != IR_OP_CONST || !n->data) continue;
@@ -108,10 +110,11 @@ static centry *cache_find(const char *key, size_t keylen) {
 /* The kernel of f, compiled or from the cache. A forward kernel is read
  * at the row pos (every model is causal, see runtime.h): it computes its
  * first layer's attention and scans only up to that row
- * (cg_options.rows_to_pos). */
-static centry *jit_acquire(const ir_func *f, bool train, ir_error *err) {
+ * (cg_options.rows_to_pos). acc: the outputs it adds into their buffers
+ * (cg_options.accumulate). */
+static centry *jit_acquire(const ir_func *f, bool train, const bool *acc, ir_error *err) {
   size_t keylen;
-  char *key = cache_key(f, train, &keylen);
+  char *key = cache_key(f, train, acc, &keylen);
   pthread_mutex_lock(&cache_lock);
   centry *e;
   while ((e = cache_find(key, keylen)) && !e->cg)
@@ -125,7 +128,8 @@ static centry *jit_acquire(const ir_func *f, bool train, ir_error *err) {
     *e = (centry){.key = key, .keylen = keylen, .refs = 1, .next = cache};
     cache = e;
     pthread_mutex_unlock(&cache_lock);
-    cg_module *cg = cg_compile(f, &(cg_options){.rows_to_pos = !train, .hoist = true}, err);
+    cg_module *cg = cg_compile(
+        f, &(cg_options){.rows_to_pos = !train, .hoist = true, .accumulate = acc}, err);
     pthread_mutex_lock(&cache_lock);
     if (cg) {
       cache_misses++;
@@ -187,7 +191,7 @@ typedef struct {
   void **outs;
   int32_t *tokens, pos, label;
   float gloss, loss;
-  float *logits, *grad, *other;
+  float *logits, *other;
   double **dl; /* interpreter: leaf values by node id */
   double *dtok, dpos, dlabel, dgloss;
 } workspace;
@@ -234,7 +238,6 @@ static void ws_free(workspace *w) {
   free(w->outs);
   free(w->tokens);
   free(w->logits);
-  free(w->grad);
   free(w->other);
   free(w->dl);
   free(w->dtok);
@@ -316,8 +319,32 @@ static kernel *kernel_new(rt_model *m, ir_func *f, int len, bool train,
   k->len = len;
   k->train = train;
   k->f = f;
+  k->out_role = xcalloc((size_t)f->n_outs, sizeof *k->out_role);
+  k->out_off = xcalloc((size_t)f->n_outs, sizeof *k->out_off);
+  for (int j = 0; j < f->n_outs; j++) {
+    const char *name = f->outs[j].name;
+    const ir_type *t = &f->nodes[f->outs[j].node].type;
+    int p = train && !strncmp(name, "grad.", 5) ? rt_model_find_param(m, name + 5) : -1;
+    if (!strcmp(name, "logits")) {
+      k->out_role[j] = O_LOGITS;
+    } else if (!strcmp(name, "loss")) {
+      k->out_role[j] = O_LOSS;
+    } else if (p >= 0 && ir_type_eq(t, &m->params[p].type)) {
+      k->out_role[j] = O_GRAD;
+      k->out_off[j] = m->params[p].offset;
+    } else {
+      k->out_role[j] = O_OTHER;
+      k->out_off[j] = k->n_other;
+      k->n_other += (size_t)ir_numel(t);
+    }
+  }
   if (m->backend == RT_BACKEND_JIT) {
-    if (!(k->jit = jit_acquire(f, train, err))) goto fail;
+    /* gradients are added into the caller's sum by the kernel itself */
+    bool *acc = xcalloc((size_t)f->n_outs + 1, sizeof *acc);
+    for (int j = 0; j < f->n_outs; j++) acc[j] = k->out_role[j] == O_GRAD;
+    k->jit = jit_acquire(f, train, acc, err);
+    free(acc);
+    if (!k->jit) goto fail;
     k->n_leaves = cg_n_leaves(k->jit->cg);
   } else {
     for (int v = 0; v < f->n_nodes; v++) k->n_leaves += ir_op_is_leaf(f->nodes[v].op) && f->nodes[v].op != IR_OP_FILL;
@@ -375,25 +402,6 @@ static kernel *kernel_new(rt_model *m, ir_func *f, int len, bool train,
       goto fail;
     }
   }
-  k->out_role = xcalloc((size_t)f->n_outs, sizeof *k->out_role);
-  k->out_off = xcalloc((size_t)f->n_outs, sizeof *k->out_off);
-  for (int j = 0; j < f->n_outs; j++) {
-    const char *name = f->outs[j].name;
-    const ir_type *t = &f->nodes[f->outs[j].node].type;
-    int p = train && !strncmp(name, "grad.", 5) ? rt_model_find_param(m, name + 5) : -1;
-    if (!strcmp(name, "logits")) {
-      k->out_role[j] = O_LOGITS;
-    } else if (!strcmp(name, "loss")) {
-      k->out_role[j] = O_LOSS;
-    } else if (p >= 0 && ir_type_eq(t, &m->params[p].type)) {
-      k->out_role[j] = O_GRAD;
-      k->out_off[j] = m->params[p].offset;
-    } else {
-      k->out_role[j] = O_OTHER;
-      k->out_off[j] = k->n_other;
-      k->n_other += (size_t)ir_numel(t);
-    }
-  }
   return k;
 fail:
   kernel_free(k);
@@ -405,14 +413,13 @@ static workspace *ws_new(rt_model *m, kernel *k) {
   const ir_func *f = k->f;
   w->tokens = xcalloc((size_t)k->len, sizeof *w->tokens);
   w->logits = xcalloc((size_t)m->K, sizeof *w->logits);
-  w->grad = vzalloc(k->train ? m->n_flat : 1);
   w->other = xcalloc(k->n_other, sizeof *w->other);
   w->outs = xcalloc((size_t)f->n_outs, sizeof *w->outs);
   for (int j = 0; j < f->n_outs; j++) {
     switch (k->out_role[j]) {
     case O_LOGITS: w->outs[j] = w->logits; break;
     case O_LOSS: w->outs[j] = &w->loss; break;
-    case O_GRAD: w->outs[j] = w->grad + k->out_off[j]; break;
+    case O_GRAD: w->outs[j] = NULL; break; /* the chunk's sum (run_chunk) */
     case O_OTHER: w->outs[j] = w->other + k->out_off[j]; break;
     }
   }
@@ -469,7 +476,10 @@ static int run_one(kernel *k, workspace *w, ir_error *err) {
     int v = k->f->outs[j].node;
     int64_t n = ir_numel(&k->f->nodes[v].type);
     float *dst = w->outs[j];
-    for (int64_t i = 0; i < n; i++) dst[i] = (float)vals[v][i];
+    if (k->out_role[j] == O_GRAD) /* added, as the JIT kernel does */
+      for (int64_t i = 0; i < n; i++) dst[i] += (float)vals[v][i];
+    else
+      for (int64_t i = 0; i < n; i++) dst[i] = (float)vals[v][i];
   }
   ir_values_free(k->f, vals);
   return 0;
@@ -507,6 +517,8 @@ static void run_chunk(job *j, int c, workspace *w) {
   int lo = (int)((long)c * j->B / RT_CHUNKS), hi = (int)((long)(c + 1) * j->B / RT_CHUNKS);
   float *acc = k->train ? m->chunk_grad + (size_t)c * m->n_flat : NULL;
   if (acc) memset(acc, 0, sizeof *acc * m->n_flat);
+  for (int o = 0; acc && o < k->f->n_outs; o++) /* the kernel adds into it */
+    if (k->out_role[o] == O_GRAD) w->outs[o] = acc + k->out_off[o];
   double loss = 0;
   long correct = 0;
   for (int b = lo; b < hi; b++) {
@@ -523,7 +535,6 @@ static void run_chunk(job *j, int c, workspace *w) {
     int a = argmax(w->logits, m->K);
     correct += a == w->label && !isnan(w->logits[a]);
     if (j->logits) memcpy(j->logits + (size_t)b * (size_t)m->K, w->logits, sizeof(float) * (size_t)m->K);
-    if (acc) add_into(acc, w->grad, m->n_flat);
   }
   j->loss[c] = loss;
   j->correct[c] = correct;

@@ -261,8 +261,9 @@ void rt_buf_free(rt_buf *b);
  *
  * Determinism: a batch is cut into RT_CHUNKS consecutive chunks whatever
  * the thread count; a chunk sums its examples' gradients in example order
- * into its own buffer and the chunks are summed in chunk order, so results
- * are bit-identical for any number of threads.
+ * into its own buffer (the kernel adds each gradient into it as it is
+ * computed, cg_options.accumulate) and the chunks are summed in chunk
+ * order, so results are bit-identical for any number of threads.
  *
  * Evaluation at another length n runs a forward-only kernel compiled for
  * n's bucket, the sequence padded with token 0 and read at pos n-1 (every

@@ -1338,6 +1338,104 @@ static void hoisted_work_prepared_once(void **state) {
   ir_func_free(f);
 }
 
+/* cg_options.accumulate on f with the outputs `mask` marks (hoist: with
+ * cg_options.hoist too): each marked output is added into its buffer,
+ * twice over two runs, giving bit for bit buf + y + y of the plain
+ * kernel's y; the others are stored. */
+static void check_accumulating(const ir_func *f, const bool *mask, bool hoist, const char *what) {
+  cg_module *plain = cg_compile(f, NULL, &E);
+  cg_module *m = cg_compile(f, &(cg_options){.accumulate = mask, .hoist = hoist}, &E);
+  if (!plain || !m) fail_msg("%s: %s", what, E.msg);
+  const void **jl = seeded_leaves(f, m, 7, 0, false);
+  void *pa = cg_arena_new(plain), *ma = cg_arena_new(m);
+  float **y = calloc((size_t)f->n_outs, sizeof *y), **o = calloc((size_t)f->n_outs, sizeof *o),
+        **start = calloc((size_t)f->n_outs, sizeof *start);
+  for (int j = 0; j < f->n_outs; j++) {
+    int64_t n = ir_numel(&f->nodes[f->outs[j].node].type);
+    y[j] = calloc((size_t)n, sizeof(float));
+    o[j] = malloc(sizeof(float) * (size_t)n);
+    start[j] = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) start[j][i] = o[j][i] = (float)urand(-2, 2);
+  }
+  assert_int_equal(cg_prepare(plain, jl, pa), 0);
+  assert_int_equal(cg_prepare(m, jl, ma), 0);
+  assert_int_equal(cg_run(plain, jl, (void *const *)y, pa), 0);
+  for (int run = 1; run <= 2; run++) {
+    assert_int_equal(cg_run(m, jl, (void *const *)o, ma), 0);
+    for (int j = 0; j < f->n_outs; j++)
+      for (int64_t i = 0, n = ir_numel(&f->nodes[f->outs[j].node].type); i < n; i++) {
+        float want = mask[j] ? start[j][i] + y[j][i] : y[j][i];
+        if (mask[j] && run == 2) want += y[j][i];
+        if (memcmp(&want, &o[j][i], sizeof want))
+          fail_msg("%s, run %d: output %s[%lld] = %.9g, want %.9g (%s)", what, run,
+                   f->outs[j].name, (long long)i, o[j][i], want,
+                   mask[j] ? "added" : "stored");
+      }
+  }
+  for (int j = 0; j < f->n_outs; j++) free(y[j]), free(o[j]), free(start[j]);
+  free(y), free(o), free(start);
+  for (int i = 0; i < cg_n_leaves(m); i++) free((void *)jl[i]);
+  free(jl);
+  free(pa), free(ma);
+  cg_free(plain), cg_free(m);
+}
+
+/* Outputs of every kind accumulate: a matmul, an elementwise group, a
+ * sum, a reshape (an alias), a param (a leaf), a concat whose parts are
+ * computed in its buffer (in a slot of its own now) and one that copies,
+ * a node that is two outputs (one added, one stored), a value also read
+ * by another node; and a Mamba block's gradient with hoisting. Every
+ * output marked, and every other one. An i32 output cannot accumulate. */
+static void outputs_accumulate(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(5, 6)), w = param(f, "w", F(4, 6)), v = param(f, "v", F(3, 6));
+  int b = mm(f, w, x, 0, 1), at = mm(f, v, x, 0, 1); /* [4,5], [3,5] */
+  int t = un(f, IR_OP_TANH, at), shared = un(f, IR_OP_EXP, at);
+  int ins[3] = {b, t, shared};
+  out(f, "rows", OK(ir_add(f, IR_OP_CONCAT, ins, 3, &(ir_attrs){.axis = 0}, NULL, NULL, &E)));
+  out(f, "shared", shared);
+  int a = mm(f, x, w, 0, 1); /* [5,4] */
+  int cols[2] = {a, mm(f, x, v, 0, 1)};
+  out(f, "cols", OK(ir_add(f, IR_OP_CONCAT, cols, 2, &(ir_attrs){.axis = 1}, NULL, NULL, &E)));
+  out(f, "a", a);
+  out(f, "a again", a);
+  out(f, "flat", opt_(f, IR_OP_RESHAPE, a, F(20)));
+  out(f, "w", w);
+  out(f, "sum", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, a, a), (ir_attrs){.axis = 1}));
+  bool all[9], half[9], none[9] = {0};
+  for (int j = 0; j < f->n_outs; j++) all[j] = true, half[j] = j % 2;
+  check_accumulating(f, all, false, "every output");
+  check_accumulating(f, half, false, "every other output");
+  for (int j = 0; j < f->n_outs; j++) half[j] = !half[j];
+  check_accumulating(f, half, false, "the other outputs");
+  check_accumulating(f, none, false, "none");
+  cg_module *m = cg_compile(f, &(cg_options){.accumulate = all}, &E);
+  assert_non_null(m);
+  assert_int_equal(cg_module_stats(m)->n_placed, 2); /* rows: b and t */
+  cg_free(m);
+  ir_func_free(f);
+
+  f = mamba_graph(8, 8, 4);
+  ir_func *g = ad_grad(f, "loss", &E);
+  if (!g) fail_msg("%s", E.msg);
+  bool *mask = calloc((size_t)g->n_outs, sizeof *mask);
+  for (int j = 0; j < g->n_outs; j++) mask[j] = !strncmp(g->outs[j].name, "grad.", 5);
+  check_accumulating(g, mask, true, "mamba's gradients");
+  free(mask);
+  ir_func_free(g), ir_func_free(f);
+
+  f = ir_func_new();
+  int i = input(f, "i", I(3));
+  out(f, "x", un(f, IR_OP_EXP, input(f, "x", F(3))));
+  out(f, "i", i);
+  bool second[2] = {false, true};
+  assert_null(cg_compile(f, &(cg_options){.accumulate = second}, &E));
+  assert_non_null(strstr(E.msg, "output 1 (i) is i32"));
+  ir_func_free(f);
+}
+
+
 /* The gradient function (ad_grad) of each composite, compiled. */
 static void gradients_match(void **state) {
   (void)state;
@@ -2000,6 +2098,7 @@ int main(void) {
       cmocka_unit_test(twins_share_a_function),
       cmocka_unit_test(upto_the_row_read),
       cmocka_unit_test(hoisted_work_prepared_once),
+      cmocka_unit_test(outputs_accumulate),
       cmocka_unit_test(arena_reuses_slots),
       cmocka_unit_test(concat_in_place),
       cmocka_unit_test(scan_partial_rows),
