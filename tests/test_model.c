@@ -350,7 +350,9 @@ static void test_threads_bit_identical(void **state) {
  * products (B_i (A_i^T xhat)), not the [L,d] d(xn) that autodiff writes.
  * A change in how the Lua library writes a norm or a projection that hid
  * the pattern fails here instead of only costing time. (L 12: neither d
- * 8 nor Mamba's E 16.) */
+ * 8 nor Mamba's E 16; and below K 16, so that the sink pass leaves the
+ * first layer on the sequence's rows: with L > K the norm is computed on
+ * the embedding's K rows, where this pattern need not appear.) */
 static void check_factored(const char *spec, const char *const *sets) {
   spec_ctx c;
   enum { L = 12 };
