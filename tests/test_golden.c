@@ -5,7 +5,7 @@
  * The same for tests/data/reference: files of the same format at L 64 >
  * K 16, where the kernels sink the first layer onto the embedding's rows
  * (ir/sink.c), from bench/pytorch/make_reference.py (our PyTorch models,
- * which pass the golden files themselves). */
+ * which pass the golden files themselves), and Mamba at d 64. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -27,13 +27,16 @@ enum { N_MODELS = sizeof models / sizeof models[0] };
 
 typedef struct {
   const char *dir; /* from the repository's root */
-  int L;
+  int d, L;
 } ref_set;
-static const ref_set golden = {"../shared/golden", 16}, reference = {"tests/data/reference", 64};
+static const ref_set golden = {"../shared/golden", 8, 16},
+                     reference = {"tests/data/reference", 8, 64},
+                     wide = {"tests/data/reference", 64, 32}; /* mamba only */
 
 static void ref_path(char *buf, size_t n, const ref_set *r, const char *model) {
   const char *root = getenv("RECALL_ROOT");
-  snprintf(buf, n, "%s/%s/%s_K16_d8_L%d.safetensors", root ? root : ".", r->dir, model, r->L);
+  snprintf(buf, n, "%s/%s/%s_K16_d%d_L%d.safetensors", root ? root : ".", r->dir, model, r->d,
+           r->L);
 }
 
 /* Max relative error per the golden README. */
@@ -129,12 +132,20 @@ static void reference_jit(void **state) {
   for (int i = 0; i < N_MODELS; i++) check_model(&reference, models[i], "jit");
 }
 
+/* Problem 3's Mamba (d 64: E 128, the kernels' widest vector paths) */
+static void reference_d64(void **state) {
+  (void)state;
+  check_model(&wide, "mamba", "jit");
+  check_model(&wide, "mamba", "interp");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(golden_interp),
       cmocka_unit_test(golden_jit),
       cmocka_unit_test(reference_interp),
       cmocka_unit_test(reference_jit),
+      cmocka_unit_test(reference_d64),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

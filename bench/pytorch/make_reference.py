@@ -13,6 +13,9 @@ from their initial values (so that every parameter matters), uniform random
 tokens and labels; stored as float32 (tokens, labels i32).
 
 usage: make_reference.py OUT_DIR [--K 16] [--d 8] [--L 64] [--B 4] [--seed 7]
+                         [--models mamba,hybrid,...]
+tests/data/reference holds the defaults' files and mamba's at --d 64 --L 32
+--B 2 (Problem 3's embedding; E 128, the kernels' widest vector paths).
 """
 import argparse
 import json
@@ -85,9 +88,10 @@ def main(argv):
     ap.add_argument("--L", type=int, default=64)
     ap.add_argument("--B", type=int, default=4)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--models", default=",".join(models.MODELS))
     a = ap.parse_args(argv)
     os.makedirs(a.out_dir, exist_ok=True)
-    for kind in models.MODELS:
+    for kind in a.models.split(","):
         t, meta = reference(kind, a.K, a.d, a.L, a.B, a.seed)
         path = os.path.join(a.out_dir, f"{kind}_K{a.K}_d{a.d}_L{a.L}.safetensors")
         write_safetensors(path, t, meta)
