@@ -126,14 +126,12 @@ static void add_into(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, int64_t nume
   cg_endfor(c, &l);
 }
 
-/* The outputs of node v that accumulate (cg_options.accumulate), added
- * into their buffers; at_node: v was just computed in its slot, else
- * the end of the kernel, for the leaves and aliases. */
-static void accumulate_outs(cg_ctx *c, int v, bool at_node) {
+/* The outputs of node v, just computed in its slot, that accumulate
+ * (cg_options.accumulate), added into their buffers. */
+static void accumulate_outs(cg_ctx *c, int v) {
   const ir_func *f = c->f;
   for (int j = 0; j < f->n_outs; j++)
-    if (f->outs[j].node == v && c->p->accumulate[j] &&
-        (c->p->node[v].kind == CG_MAT) == at_node)
+    if (f->outs[j].node == v && c->p->accumulate[j])
       add_into(c, c->out[j], cg_ptr(c, v), ir_numel(&f->nodes[v].type));
 }
 
@@ -768,14 +766,14 @@ static void emit_calls(cg_ctx *c, const char *name, LLVMValueRef prof) {
     if (q->kind != CG_MAT || (c->prep ? !(q->hoist || q->prep) : q->hoist)) continue;
     if (!prof) {
       emit_node_fn(c, v, name);
-      if (!c->prep) accumulate_outs(c, v, true);
+      if (!c->prep) accumulate_outs(c, v);
       continue;
     }
     LLVMValueRef rcc = LLVMGetIntrinsicDeclaration(c->M, id, NULL, 0);
     LLVMTypeRef rcc_ty = LLVMIntrinsicGetType(c->C, id, NULL, 0);
     LLVMValueRef t0 = LLVMBuildCall2(c->B, rcc_ty, rcc, NULL, 0, "");
     emit_node_fn(c, v, name);
-    if (!c->prep) accumulate_outs(c, v, true);
+    if (!c->prep) accumulate_outs(c, v);
     LLVMValueRef dt = LLVMBuildSub(c->B, LLVMBuildCall2(c->B, rcc_ty, rcc, NULL, 0, ""), t0, "");
     LLVMValueRef at = cg_gep(c, c->i64, prof, cg_i64(c, v));
     LLVMBuildStore(c->B, LLVMBuildAdd(c->B, LLVMBuildLoad2(c->B, c->i64, at, ""), dt, ""), at);
@@ -819,14 +817,15 @@ int cg_lower(const ir_func *f, const cg_plan *p, int n_units,
   begin_body(&c, make_inner(&c, name));
   emit_calls(&c, name, prof);
   /* outputs not computed in place: leaves, reshapes, repeated nodes;
-   * those that accumulate, unless added already (accumulate_outs) */
+   * those that accumulate, unless added after their node already */
   for (int j = 0; j < f->n_outs; j++) {
     int v = f->outs[j].node;
     const cg_node_plan *q = &p->node[v];
-    if ((q->kind == CG_MAT && q->out == j) || p->accumulate[j]) continue;
-    cg_memcpy(&c, c.out[j], cg_ptr(&c, v), ir_numel(&f->nodes[v].type));
+    if (p->accumulate[j] && q->kind != CG_MAT)
+      add_into(&c, c.out[j], cg_ptr(&c, v), ir_numel(&f->nodes[v].type));
+    else if (!p->accumulate[j] && !(q->kind == CG_MAT && q->out == j))
+      cg_memcpy(&c, c.out[j], cg_ptr(&c, v), ir_numel(&f->nodes[v].type));
   }
-  for (int v = 0; v < f->n_nodes; v++) accumulate_outs(&c, v, false);
   LLVMBuildRet(c.B, LLVMBuildLoad2(c.B, c.i32, c.oob, ""));
   make_outer(&c, name, c.fn, ftz, true);
 

@@ -112,25 +112,14 @@ static void check_model(const ref_set *r, const char *model, const char *backend
   rt_tensors_free(gold);
 }
 
-static void golden_interp(void **state) {
-  (void)state;
-  for (int i = 0; i < N_MODELS; i++) check_model(&golden, models[i], "interp");
+static void every_model(const ref_set *r, const char *backend) {
+  for (int i = 0; i < N_MODELS; i++) check_model(r, models[i], backend);
 }
 
-static void golden_jit(void **state) {
-  (void)state;
-  for (int i = 0; i < N_MODELS; i++) check_model(&golden, models[i], "jit");
-}
-
-static void reference_interp(void **state) {
-  (void)state;
-  for (int i = 0; i < N_MODELS; i++) check_model(&reference, models[i], "interp");
-}
-
-static void reference_jit(void **state) {
-  (void)state;
-  for (int i = 0; i < N_MODELS; i++) check_model(&reference, models[i], "jit");
-}
+static void golden_interp(void **state) { (void)state, every_model(&golden, "interp"); }
+static void golden_jit(void **state) { (void)state, every_model(&golden, "jit"); }
+static void reference_interp(void **state) { (void)state, every_model(&reference, "interp"); }
+static void reference_jit(void **state) { (void)state, every_model(&reference, "jit"); }
 
 /* Problem 3's Mamba (d 64: E 128, the kernels' widest vector paths) */
 static void reference_d64(void **state) {
