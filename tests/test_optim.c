@@ -201,6 +201,33 @@ static void test_clipping(void **state) {
   rt_optim_free(o);
 }
 
+/* The norm over lengths around the 8-element blocks it is summed in
+ * (every element counted once: a tail dropped or doubled fails), and
+ * every element of a long vector counted, within double rounding. */
+static void test_norm_lengths(void **state) {
+  (void)state;
+  rt_optim_config c;
+  rt_optim_defaults(&c, RT_OPT_SGD);
+  enum { MAX = 1001 };
+  float *p = calloc(MAX, sizeof *p), *g = calloc(MAX, sizeof *g);
+  assert_non_null(p);
+  assert_non_null(g);
+  int lens[] = {1, 7, 8, 9, 15, 16, 17, 1000, MAX};
+  for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+    int n = lens[k];
+    double want = 0;
+    for (int i = 0; i < n; i++) {
+      g[i] = (float)(i % 13) - 6.25f;
+      want += (double)g[i] * g[i];
+    }
+    rt_optim *o = rt_optim_new(&c, (size_t)n);
+    near(rt_optim_step(o, p, g), sqrt(want), 1e-12);
+    rt_optim_free(o);
+  }
+  free(p);
+  free(g);
+}
+
 /* Elements are independent: a vector update equals scalar updates. */
 static void test_vector_matches_scalar(void **state) {
   (void)state;
@@ -256,6 +283,7 @@ int main(void) {
       cmocka_unit_test(test_adam_weight_decay),
       cmocka_unit_test(test_schedules),
       cmocka_unit_test(test_clipping),
+      cmocka_unit_test(test_norm_lengths),
       cmocka_unit_test(test_vector_matches_scalar),
       cmocka_unit_test(test_check),
   };
