@@ -18,7 +18,8 @@ static LLVMValueRef fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
 /* One sweep shared by the three convolution ops: loops t and k (k over
  * the taps whose time index is in range), then e innermost. The weight
  * [E,W] is used transposed, wT[W,E] in scratch, so that the e loop reads
- * (or, for bwd_w, accumulates) it contiguously. Where E is a multiple of
+ * (or, for bwd_w, accumulates) it contiguously; with cg_options.hoist
+ * the prep entry makes fwd's and bwd_x's (plan.c: a prep node). Where E is a multiple of
  * 8, explicit vectors instead (rows_vec, bwd_w_vec): the same sums in the
  * same order, held in registers across the taps. */
 typedef enum { CONV_FWD, CONV_BWD_X, CONV_BWD_W } conv_kind;
@@ -112,7 +113,8 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
       cg_transpose(c, po, wt, W, E); /* wT [W,E] -> [E,W] */
       return;
     }
-    cg_transpose(c, wt, p1, E, W);
+    if (cg_copies(c, v)) cg_transpose(c, wt, p1, E, W);
+    if (cg_copy_only(c, v)) return; /* the prep entry: w^T only */
     c->vw = vw;
     /* the rows whose taps all lie in 0..L-1, and the few checked */
     int64_t a = kind == CONV_FWD ? (W - 1 < L ? W - 1 : L) : 0;
@@ -123,11 +125,12 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
     c->vw = 0;
     return;
   }
-  if (kind == CONV_BWD_W)
+  if (kind == CONV_BWD_W) {
     cg_zero(c, wt, W * E);
-  else {
+  } else {
+    if (cg_copies(c, v)) cg_transpose(c, wt, p1, E, W);
+    if (cg_copy_only(c, v)) return;
     cg_zero(c, po, ir_numel(&n->type));
-    cg_transpose(c, wt, p1, E, W);
   }
   cg_loop lt, lk, le;
   LLVMValueRef t, k, lo;

@@ -93,6 +93,7 @@ int cg_copied_operand(const ir_func *f, int v) {
   case IR_OP_MATMUL: return cg_matmul_copied(f, v);
   case IR_OP_SCAN: return n->in[2];
   case IR_OP_SCAN_BWD: return n->in[1];
+  case IR_OP_CONV1D: case IR_OP_CONV1D_BWD_X: return n->in[1]; /* w^T */
   default: return -1;
   }
 }
@@ -100,7 +101,8 @@ int cg_copied_operand(const ir_func *f, int v) {
 /* ---- hoist and prep (cgint.h): work that is the same for every example ----
  * A training step runs the kernel once per example with the same params:
  * A = -exp(A_log), the transposed copies of weights a matmul reads (y =
- * x W^T), the scans' A^T would be made 64 times over. With
+ * x W^T), the scans' A^T and the convolutions' w^T would be made 64
+ * times over. With
  * cg_options.hoist the prep entry makes them once per batch (per arena)
  * and the kernel reads them. A node is param-only when no input leaf
  * reaches it; it is hoisted when it is materialised (not an output, not

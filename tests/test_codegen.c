@@ -1295,7 +1295,7 @@ static void check_hoisting(const ir_func *h, int want, bool (*is_hoisted)(const 
 }
 
 static bool mamba_hoisted(const char *name) {
-  return strstr(name, "proj.weight") || !strcmp(name, "A_log");
+  return strstr(name, "proj.weight") || !strcmp(name, "A_log") || !strcmp(name, "conv1d.weight");
 }
 
 static bool all_hoisted(const char *name) { return name != NULL; }
@@ -1308,11 +1308,12 @@ static void hoisted_work_prepared_once(void **state) {
   ir_func *g = ad_grad(f, "loss", &E);
   if (!g) fail_msg("%s", E.msg);
   /* forward: A = -exp(A_log) and the copies of the four projections'
-   * weights and of A^T; the gradient adds exp(A_log) (its VJP reads
-   * it), the scan_bwd's A^T and dt_proj's weight padded (rows of 2 to a
-   * vector) for the product that takes the gradient back through it */
-  check_hoisting(f, 6, mamba_hoisted);
-  check_hoisting(g, 9, mamba_hoisted);
+   * weights, of A^T and of the conv1d's w^T; the gradient adds
+   * exp(A_log) (its VJP reads it), the scan_bwd's A^T, conv1d_bwd_x's
+   * w^T and dt_proj's weight padded (rows of 2 to a vector) for the
+   * product that takes the gradient back through it */
+  check_hoisting(f, 7, mamba_hoisted);
+  check_hoisting(g, 11, mamba_hoisted);
   ir_func_free(g), ir_func_free(f);
   f = ir_func_new();
   int h = input(f, "x", F(8, 16));
@@ -1336,6 +1337,16 @@ static void hoisted_work_prepared_once(void **state) {
                   (ir_attrs){.axis = 1}));
   check_hoisting(f, 1, all_hoisted);
   ir_func_free(f);
+  /* conv1d and conv1d_bwd_x read w^T from the prep entry, in the vector
+   * path (E 16) and the scalar one (E 12) */
+  for (int E = 12; E <= 16; E += 4) {
+    f = ir_func_new();
+    int w = param(f, "w", F(E, 3));
+    out(f, "y", op2(f, IR_OP_CONV1D, input(f, "x", F(6, E)), w, (ir_attrs){0}));
+    out(f, "dx", op2(f, IR_OP_CONV1D_BWD_X, input(f, "gy", F(6, E)), w, (ir_attrs){0}));
+    check_hoisting(f, 2, all_hoisted);
+    ir_func_free(f);
+  }
 }
 
 /* cg_options.accumulate on f with the outputs `mask` marks (hoist: with
