@@ -121,7 +121,8 @@ typedef struct {
                          same as without it for any such function. */
   bool hoist;         /* compute what depends on params and consts only
                          (A = -exp(A_log), the transposed copies of
-                         weights that matmuls and scans read) once, in
+                         weights that matmuls, scans and convolutions
+                         read) once, in
                          cg_prepare, instead of in every run: the kernel
                          then needs cg_prepare on its arena first */
   const bool *accumulate; /* per output (f->outs order), or NULL: an f32
