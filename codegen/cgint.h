@@ -33,6 +33,10 @@ typedef struct {
                   rest may be any finite value): it feeds a causal
                   softmax, or elementwise ops that do or that multiply
                   it by a tri value */
+  int sibling; /* a softplus p and a sigmoid s of the same input (the
+                  softplus's VJP): each other's id, s materialised and
+                  computed in p's loop from p's exp (plan.c
+                  mark_siblings); s's own code is nothing. Or -1 */
   int pair;    /* a scan and the scan_bwd of the same inputs: each other's
                   id (the scan saves its states and decay factors in its
                   scratch 1 and 2, kept until the scan_bwd, which reads
@@ -75,6 +79,7 @@ typedef struct {
   int64_t arena_bytes;
   int n_mat, n_fused, n_placed, n_upto; /* n_upto counts prefix nodes too */
   int n_hoisted;                        /* hoist and prep nodes */
+  int n_siblings;                       /* sigmoids with a softplus sibling */
   int upto_at; /* with rows_to_pos: the i32 leaf of the row read, or -1 */
   bool *accumulate; /* per output: added into its buffer (cg_options) */
 } cg_plan;
@@ -302,6 +307,9 @@ LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef y); /* y >= 0 */
 LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_silu(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_softplus(cg_ctx *c, LLVMValueRef x);
+/* softplus(x), and in *sig sigmoid(x) from the same exp: the values of
+ * cg_softplus and cg_sigmoid bit for bit */
+LLVMValueRef cg_softplus_sigmoid(cg_ctx *c, LLVMValueRef x, LLVMValueRef *sig);
 LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
 
 /* ---- op emitters: each writes node v into cg_ptr(c, v) ---- */

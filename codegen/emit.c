@@ -764,6 +764,7 @@ static void emit_calls(cg_ctx *c, const char *name, LLVMValueRef prof) {
   for (int v = 0; v < c->f->n_nodes; v++) {
     const cg_node_plan *q = &c->p->node[v];
     if (q->kind != CG_MAT || (c->prep ? !(q->hoist || q->prep) : q->hoist)) continue;
+    if (q->sibling >= 0 && q->sibling < v) continue; /* made in its sibling's loop */
     if (!prof) {
       emit_node_fn(c, v, name);
       if (!c->prep) accumulate_outs(c, v);

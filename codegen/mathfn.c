@@ -283,15 +283,24 @@ LLVMValueRef cg_silu(cg_ctx *c, LLVMValueRef x) {
  * x << 0. log1p(e) = 2 atanh(s) with s = e/(2+e) in [0, 1/3]:
  * 2s (1 + z q(z)), z = s^2, q fitted at Chebyshev nodes on [0, 1/9]
  * (2.3 ulp overall): a third of log1p's cost. */
-LLVMValueRef cg_softplus(cg_ctx *c, LLVMValueRef x) {
+static LLVMValueRef softplus_of(cg_ctx *c, LLVMValueRef x, LLVMValueRef e) {
   static const double Q[] = {1.342601329e-01, 1.411827356e-01, 2.000378221e-01,
                              3.333331943e-01};
-  LLVMValueRef e = cg_exp_nonpos(c, LLVMBuildFNeg(c->B, fabs_(c, x), ""));
   LLVMValueRef sv = cg_fdiv(c, e, add(c, e, K(c, 2.0)));
   LLVMValueRef z = mul(c, sv, sv), t = add(c, sv, sv);
   LLVMValueRef l = cg_fmuladd(c, t, mul(c, z, horner(c, z, Q, 4)), t);
   LLVMValueRef pos = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 0.0)), x, K(c, 0.0));
   return add(c, pos, l); /* NaN: e and so l are NaN */
+}
+
+LLVMValueRef cg_softplus(cg_ctx *c, LLVMValueRef x) {
+  return softplus_of(c, x, cg_exp_nonpos(c, LLVMBuildFNeg(c->B, fabs_(c, x), "")));
+}
+
+LLVMValueRef cg_softplus_sigmoid(cg_ctx *c, LLVMValueRef x, LLVMValueRef *sig) {
+  LLVMValueRef den, neg, e = sig_parts(c, x, &den, &neg);
+  *sig = cg_fdiv(c, sel(c, neg, e, K(c, 1.0)), den);
+  return softplus_of(c, x, e);
 }
 
 /* |x| < 0.625: odd polynomial (Cephes tanhf); else 1 - 2/(exp(2|x|)+1)

@@ -169,6 +169,10 @@ static LLVMValueRef eval(cg_ctx *c, group *g, int v) {
     int k = c->acc_of[v];
     r = cg_load(c, cg_elty(c, &c->f->nodes[g->base[k]]), cg_ptr(c, g->base[k]),
                 g->offs[k]);
+  } else if (v == g->root && c->p->node[v].sibling >= 0) { /* softplus and sigmoid */
+    LLVMValueRef sig;
+    r = cg_softplus_sigmoid(c, eval(c, g, n->in[0]), &sig);
+    c->memo[c->p->node[v].sibling] = sig;
   } else if (cg_is_ewise(n->op)) {
     LLVMValueRef a = eval(c, g, n->in[0]);
     r = n->n_in == 1 ? unary(c, n->op, a)
@@ -187,6 +191,8 @@ static void body(cg_ctx *c, LLVMValueRef *offs, void *ud) {
   g->offs = offs;
   LLVMValueRef r = eval(c, g, g->root);
   cg_store(c, r, cg_ptr(c, g->root), offs[0]);
+  int s = c->p->node[g->root].sibling; /* laid out as the root */
+  if (s >= 0) cg_store(c, c->memo[s], cg_ptr(c, s), offs[0]);
 }
 
 static void group_init(cg_ctx *c, group *g, int root, const ir_type *dom) {

@@ -210,6 +210,39 @@ static bool scan_operands(const ir_func *f, const cg_plan *p, int v,
   return 2 * f->nodes[n->in[0]].type.dim[1] == n->type.dim[1];
 }
 
+/* sibling (cgint.h): the softplus's VJP is g sigmoid(x), whose exp the
+ * forward softplus(x) already computes. A sigmoid s whose input x a
+ * materialised softplus p earlier reads too is materialised and made in
+ * p's loop (ops_ew.c), from p's exp: its readers load it instead of
+ * running the exp again. x must have storage, so that nothing else is
+ * fused into s; neither is an output, placed, hoisted or cut at a row.
+ * A fusion: not with cg_options.no_fuse. */
+static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *is_out,
+                          int **users, const int *n_users) {
+  for (int v = 0; v < f->n_nodes; v++) p->node[v].sibling = -1;
+  if (!fuse) return;
+  for (int s = 0; s < f->n_nodes; s++) {
+    const ir_node *n = &f->nodes[s];
+    cg_node_plan *q = &p->node[s];
+    int x = n->in[0];
+    if (n->op != IR_OP_SIGMOID || q->kind == CG_DEAD || is_out[s] || q->into >= 0 ||
+        q->hoist || q->upto || q->prefix || p->node[x].kind == CG_FUSED)
+      continue;
+    for (int k = 0; k < n_users[x]; k++) {
+      int w = users[x][k];
+      cg_node_plan *r = &p->node[w];
+      if (w < s && f->nodes[w].op == IR_OP_SOFTPLUS && r->kind == CG_MAT && !is_out[w] &&
+          r->into < 0 && !r->hoist && !r->upto && !r->prefix && r->sibling < 0 &&
+          same_dims(&f->nodes[w].type, &n->type)) {
+        q->kind = CG_MAT, q->root = -1;
+        q->sibling = w, r->sibling = s;
+        p->n_siblings++;
+        break;
+      }
+    }
+  }
+}
+
 /* Kinds, in reverse order so that every user is decided first. */
 static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
                          const bool *is_out, int **users, const int *n_users,
@@ -623,6 +656,7 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
     mark_prefix(f, p, live, is_out, users, n_users);
   }
   if (hoist) mark_hoist(f, p, is_out);
+  mark_siblings(f, p, fuse, is_out, users, n_users);
 
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];
@@ -685,6 +719,12 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
       for (int k = 0; k < CG_MAX_SCRATCH; k++)
         if (q->scratch[k] >= 0) s.busy[q->scratch[k]] = false;
       continue;
+    }
+    if (q->sibling > v && q->kind == CG_MAT) { /* made in v's loop: lives from here */
+      int sv = q->sibling;
+      p->node[sv].slot = slot_get(&s, round64(4 * ir_numel(&f->nodes[sv].type)));
+      next[sv] = bucket[lu[sv]];
+      bucket[lu[sv]] = sv;
     }
     cg_node_plan *w = q->into >= 0 ? &p->node[q->into] : NULL;
     if (w && w->out < 0 && w->slot < 0) { /* a concat in a slot (it

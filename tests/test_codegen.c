@@ -1234,6 +1234,49 @@ static bool outs_equal(const ir_func *f, float **a, float **b) {
   return true;
 }
 
+/* A sigmoid of a materialised softplus's input (the softplus's VJP) is
+ * made in the softplus's loop from its exp (plan.c mark_siblings): the
+ * same values bit for bit as computed apart (no_fuse), both against the
+ * interpreter. A sigmoid before its softplus, or a second one, is
+ * computed on its own. */
+static void softplus_sigmoid_siblings(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(8, 20)), y = input(f, "y", F(8, 20)), z = input(f, "z", F(8, 20));
+  out(f, "early", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, un(f, IR_OP_SIGMOID, z), y), (ir_attrs){.axis = 1}));
+  int pz = un(f, IR_OP_SOFTPLUS, z), px = un(f, IR_OP_SOFTPLUS, x);
+  out(f, "pz", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, pz, y), (ir_attrs){.axis = 0}));
+  out(f, "a", op1(f, IR_OP_SUM, px, (ir_attrs){.axis = 1}));
+  out(f, "b", op1(f, IR_OP_SUM, px, (ir_attrs){.axis = 0}));
+  out(f, "c", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, un(f, IR_OP_SIGMOID, x), y), (ir_attrs){.axis = 1}));
+  out(f, "d", bin(f, IR_OP_ADD, un(f, IR_OP_SIGMOID, x), y));
+  run_compare(f, 0, true, "siblings", TOL_APPROX);
+  run_compare(f, 0, false, "siblings", TOL_APPROX);
+  cg_module *m[2] = {cg_compile(f, NULL, &E), cg_compile(f, &(cg_options){.no_fuse = true}, &E)};
+  if (!m[0] || !m[1]) fail_msg("%s", E.msg);
+  assert_int_equal(cg_module_stats(m[0])->n_siblings, 1);
+  assert_int_equal(cg_module_stats(m[1])->n_siblings, 0);
+  float **o[2];
+  const void **l = seeded_leaves(f, m[0], 7, 0, false);
+  for (int i = 0; i < 2; i++) {
+    o[i] = calloc((size_t)f->n_outs, sizeof *o[i]);
+    for (int j = 0; j < f->n_outs; j++)
+      o[i][j] = calloc((size_t)ir_numel(&f->nodes[f->outs[j].node].type), sizeof(float));
+    void *arena = cg_arena_new(m[i]);
+    assert_int_equal(cg_run(m[i], l, (void *const *)o[i], arena), 0);
+    free(arena);
+  }
+  if (!outs_equal(f, o[0], o[1])) fail_msg("the sibling sigmoid differs from its own");
+  for (int i = 0; i < 2; i++) {
+    for (int j = 0; j < f->n_outs; j++) free(o[i][j]);
+    free(o[i]);
+    cg_free(m[i]);
+  }
+  for (int i = 0; i < cg_n_leaves(m[0]); i++) free((void *)l[i]);
+  free(l);
+  ir_func_free(f);
+}
+
 /* cg_options.hoist (plan.c mark_hoist) on h: what depends on params only
  * is made once by cg_prepare and read by every run. After one
  * cg_prepare, runs on other inputs in one arena give bit for bit the
@@ -2106,6 +2149,7 @@ int main(void) {
       cmocka_unit_test(every_op_matches_interp),
       cmocka_unit_test(fused_chain_matches),
       cmocka_unit_test(fusion_corners),
+      cmocka_unit_test(softplus_sigmoid_siblings),
       cmocka_unit_test(twins_share_a_function),
       cmocka_unit_test(upto_the_row_read),
       cmocka_unit_test(hoisted_work_prepared_once),
