@@ -1267,13 +1267,13 @@ static void softplus_sigmoid_siblings(void **state) {
     free(arena);
   }
   if (!outs_equal(f, o[0], o[1])) fail_msg("the sibling sigmoid differs from its own");
+  for (int i = 0; i < cg_n_leaves(m[0]); i++) free((void *)l[i]);
+  free(l);
   for (int i = 0; i < 2; i++) {
     for (int j = 0; j < f->n_outs; j++) free(o[i][j]);
     free(o[i]);
     cg_free(m[i]);
   }
-  for (int i = 0; i < cg_n_leaves(m[0]); i++) free((void *)l[i]);
-  free(l);
   ir_func_free(f);
 }
 
