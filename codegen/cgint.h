@@ -33,10 +33,12 @@ typedef struct {
                   rest may be any finite value): it feeds a causal
                   softmax, or elementwise ops that do or that multiply
                   it by a tri value */
-  int sibling; /* a softplus p and a sigmoid s of the same input (the
-                  softplus's VJP): each other's id, s materialised and
-                  computed in p's loop from p's exp (plan.c
-                  mark_siblings); s's own code is nothing. Or -1 */
+  int sibling; /* a node s made in the loop of an earlier group p
+                  (plan.c mark_siblings): each other's id, or -1. s is a
+                  sigmoid of p's softplus's input (the softplus's VJP),
+                  from p's exp; or a sum of p over an axis not innermost,
+                  added up as p's values are made (not read again). s's
+                  own code is nothing */
   int pair;    /* a scan and the scan_bwd of the same inputs: each other's
                   id (the scan saves its states and decay factors in its
                   scratch 1 and 2, kept until the scan_bwd, which reads

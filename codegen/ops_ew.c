@@ -169,7 +169,8 @@ static LLVMValueRef eval(cg_ctx *c, group *g, int v) {
     int k = c->acc_of[v];
     r = cg_load(c, cg_elty(c, &c->f->nodes[g->base[k]]), cg_ptr(c, g->base[k]),
                 g->offs[k]);
-  } else if (v == g->root && c->p->node[v].sibling >= 0) { /* softplus and sigmoid */
+  } else if (v == g->root && n->op == IR_OP_SOFTPLUS && c->p->node[v].sibling >= 0) {
+    /* and its sibling sigmoid */
     LLVMValueRef sig;
     r = cg_softplus_sigmoid(c, eval(c, g, n->in[0]), &sig);
     c->memo[c->p->node[v].sibling] = sig;
@@ -191,8 +192,14 @@ static void body(cg_ctx *c, LLVMValueRef *offs, void *ud) {
   g->offs = offs;
   LLVMValueRef r = eval(c, g, g->root);
   cg_store(c, r, cg_ptr(c, g->root), offs[0]);
-  int s = c->p->node[g->root].sibling; /* laid out as the root */
-  if (s >= 0) cg_store(c, c->memo[s], cg_ptr(c, s), offs[0]);
+  int s = c->p->node[g->root].sibling;
+  if (s < 0) return;
+  if (c->f->nodes[s].op == IR_OP_SIGMOID) { /* laid out as the root */
+    cg_store(c, c->memo[s], cg_ptr(c, s), offs[0]);
+  } else { /* a sum over an outer axis: as reduce_body */
+    LLVMValueRef at = offs[c->acc_of[s]], ps = cg_ptr(c, s);
+    cg_store(c, cg_fadd(c, cg_loadf(c, ps, at), r, CG_ACC), ps, at);
+  }
 }
 
 static void group_init(cg_ctx *c, group *g, int root, const ir_type *dom) {
@@ -247,6 +254,19 @@ void cg_emit_group(cg_ctx *c, int root) {
   group_init(c, &g, root, &n->type);
   cg_contig(&n->type, &g.acc[0]);
   collect(c, &g, root);
+  int s = c->p->node[root].sibling;
+  if (s >= 0 && c->f->nodes[s].op == IR_OP_SUM) { /* added up in this loop */
+    const ir_type *st = &c->f->nodes[s].type;
+    cg_loop l;
+    LLVMValueRef i = cg_forn(c, &l, ir_numel(st));
+    cg_store(c, cg_f32c(c, -0.0), cg_ptr(c, s), i); /* as cg_emit_reduce */
+    cg_endfor(c, &l);
+    cg_access a;
+    cg_contig(st, &a);
+    view w = {.base = s, .off = 0};
+    for (int d = 0; d < st->rank; d++) w.st[d] = a.st[d];
+    add_access(c, &g, s, &w); /* stride 0 along the axis */
+  }
   cg_nest_rows(c, n->type.rank, n->type.dim, g.acc, g.n_acc, body, &g,
                has_chain(c, &g) ? INTERLEAVE : 0, prefix_rows(c, root, &n->type));
   group_done(c, &g);

@@ -216,6 +216,7 @@ static bool scan_operands(const ir_func *f, const cg_plan *p, int v,
  * p's loop (ops_ew.c), from p's exp: its readers load it instead of
  * running the exp again. x must have storage, so that nothing else is
  * fused into s; neither is an output, placed, hoisted or cut at a row.
+ * Also a sum of such a result over an outer axis, added up in its loop.
  * A fusion: not with cg_options.no_fuse. */
 static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *is_out,
                           int **users, const int *n_users) {
@@ -239,6 +240,22 @@ static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *i
         p->n_siblings++;
         break;
       }
+    }
+  }
+  /* the sums over an outer axis of a materialised elementwise result
+   * (bias gradients): in the order of their own loop, so the same bits */
+  for (int s = 0; s < f->n_nodes; s++) {
+    const ir_node *n = &f->nodes[s];
+    cg_node_plan *q = &p->node[s], *r = &p->node[n->in[0]];
+    const ir_node *x = &f->nodes[n->in[0]];
+    if (n->op != IR_OP_SUM || q->kind != CG_MAT || is_out[s] || q->into >= 0 || q->hoist ||
+        q->upto || q->prefix || q->sibling >= 0 || n->attr.axis >= x->type.rank - 1)
+      continue;
+    if (cg_is_ewise(x->op) && x->type.dtype == IR_F32 && r->kind == CG_MAT && r->into < 0 &&
+        !r->hoist && !r->upto &&
+        !r->prefix && r->sibling < 0) {
+      q->sibling = n->in[0], r->sibling = s;
+      p->n_siblings++;
     }
   }
 }
