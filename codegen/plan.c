@@ -15,7 +15,10 @@
  *    address computation, whatever its shape);
  *  - a fill never needs memory unless a non-loop op reads it;
  *  - scan_bwd reads the concat(u, delta) of its operands in place.
- * The group is emitted at its root's position (the last node). */
+ * The group is emitted at its root's position (the last node). A later
+ * node may be made in an earlier group's loop as well, its sibling
+ * (mark_siblings): a softplus's VJP sigmoid from its exp, a column sum
+ * of the group's result; its slot then lives from the group on. */
 #include "cgint.h"
 
 #include <stdlib.h>
