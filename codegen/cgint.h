@@ -81,7 +81,7 @@ typedef struct {
   int64_t arena_bytes;
   int n_mat, n_fused, n_placed, n_upto; /* n_upto counts prefix nodes too */
   int n_hoisted;                        /* hoist and prep nodes */
-  int n_siblings;                       /* sigmoids with a softplus sibling */
+  int n_siblings;                       /* sibling pairs (mark_siblings) */
   int upto_at; /* with rows_to_pos: the i32 leaf of the row read, or -1 */
   bool *accumulate; /* per output: added into its buffer (cg_options) */
 } cg_plan;

@@ -150,8 +150,9 @@ typedef struct {
                                       (rows_to_pos) */
   int n_hoisted;                   /* computed by cg_prepare, whole or
                                       their copies (hoist) */
-  int n_siblings;                  /* sigmoids made in the loop of the
-                                      softplus of the same input */
+  int n_siblings;                  /* nodes made in an earlier group's
+                                      loop: a softplus's VJP sigmoid, a
+                                      column sum of the group's result */
   int n_slots;                     /* arena slots */
   size_t arena_bytes;
   int n_units;                     /* modules compiled in parallel */

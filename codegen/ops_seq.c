@@ -19,9 +19,9 @@ static LLVMValueRef fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
  * the taps whose time index is in range), then e innermost. The weight
  * [E,W] is used transposed, wT[W,E] in scratch, so that the e loop reads
  * (or, for bwd_w, accumulates) it contiguously; with cg_options.hoist
- * the prep entry makes fwd's and bwd_x's (plan.c: a prep node). Where E is a multiple of
- * 8, explicit vectors instead (rows_vec, bwd_w_vec): the same sums in the
- * same order, held in registers across the taps. */
+ * the prep entry makes fwd's and bwd_x's (plan.c: a prep node). Where E
+ * is a multiple of 8, explicit vectors instead (rows_vec, bwd_w_vec):
+ * the same sums in the same order, held in registers across the taps. */
 typedef enum { CONV_FWD, CONV_BWD_X, CONV_BWD_W } conv_kind;
 
 /* Rows t0 <= t < t1 of fwd / bwd_x in explicit vectors of c->vw lanes

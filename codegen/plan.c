@@ -175,6 +175,15 @@ static int slot_get(slots *s, int64_t bytes) {
   return best;
 }
 
+/* Node u's value gets a slot from now until its last use lu[u], where the
+ * list bucket[lu[u]] (linked by next) frees it. */
+static void take_slot(const ir_func *f, cg_plan *p, slots *s, const int *lu, int *bucket,
+                      int *next, int u) {
+  p->node[u].slot = slot_get(s, round64(4 * ir_numel(&f->nodes[u].type)));
+  next[u] = bucket[lu[u]];
+  bucket[lu[u]] = u;
+}
+
 /* The group a (group-capable) node belongs to, or -2 if none. */
 static int group_of(const ir_func *f, const cg_plan *p, int w) {
   const cg_node_plan *q = &p->node[w];
@@ -221,6 +230,13 @@ static bool scan_operands(const ir_func *f, const cg_plan *p, int v,
  * fused into s; neither is an output, placed, hoisted or cut at a row.
  * Also a sum of such a result over an outer axis, added up in its loop.
  * A fusion: not with cg_options.no_fuse. */
+/* v may take part in a sibling pair: not placed in a concat, not made by
+ * the prep entry, not cut at a row, not in a pair already */
+static bool unbound(const cg_plan *p, int v) {
+  const cg_node_plan *q = &p->node[v];
+  return q->into < 0 && !q->hoist && !q->upto && !q->prefix && q->sibling < 0;
+}
+
 static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *is_out,
                           int **users, const int *n_users) {
   for (int v = 0; v < f->n_nodes; v++) p->node[v].sibling = -1;
@@ -229,15 +245,14 @@ static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *i
     const ir_node *n = &f->nodes[s];
     cg_node_plan *q = &p->node[s];
     int x = n->in[0];
-    if (n->op != IR_OP_SIGMOID || q->kind == CG_DEAD || is_out[s] || q->into >= 0 ||
-        q->hoist || q->upto || q->prefix || p->node[x].kind == CG_FUSED)
+    if (n->op != IR_OP_SIGMOID || q->kind == CG_DEAD || is_out[s] || !unbound(p, s) ||
+        p->node[x].kind == CG_FUSED)
       continue;
     for (int k = 0; k < n_users[x]; k++) {
       int w = users[x][k];
       cg_node_plan *r = &p->node[w];
-      if (w < s && f->nodes[w].op == IR_OP_SOFTPLUS && r->kind == CG_MAT && !is_out[w] &&
-          r->into < 0 && !r->hoist && !r->upto && !r->prefix && r->sibling < 0 &&
-          same_dims(&f->nodes[w].type, &n->type)) {
+      if (w < s && f->nodes[w].op == IR_OP_SOFTPLUS && r->kind == CG_MAT &&
+          !is_out[w] && unbound(p, w) && same_dims(&f->nodes[w].type, &n->type)) {
         q->kind = CG_MAT, q->root = -1;
         q->sibling = w, r->sibling = s;
         p->n_siblings++;
@@ -251,12 +266,11 @@ static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *i
     const ir_node *n = &f->nodes[s];
     cg_node_plan *q = &p->node[s], *r = &p->node[n->in[0]];
     const ir_node *x = &f->nodes[n->in[0]];
-    if (n->op != IR_OP_SUM || q->kind != CG_MAT || is_out[s] || q->into >= 0 || q->hoist ||
-        q->upto || q->prefix || q->sibling >= 0 || n->attr.axis >= x->type.rank - 1)
+    if (n->op != IR_OP_SUM || q->kind != CG_MAT || is_out[s] || !unbound(p, s) ||
+        n->attr.axis >= x->type.rank - 1)
       continue;
-    if (cg_is_ewise(x->op) && x->type.dtype == IR_F32 && r->kind == CG_MAT && r->into < 0 &&
-        !r->hoist && !r->upto &&
-        !r->prefix && r->sibling < 0) {
+    if (cg_is_ewise(x->op) && x->type.dtype == IR_F32 && r->kind == CG_MAT &&
+        unbound(p, n->in[0])) {
       q->sibling = n->in[0], r->sibling = s;
       p->n_siblings++;
     }
@@ -740,18 +754,12 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
         if (q->scratch[k] >= 0) s.busy[q->scratch[k]] = false;
       continue;
     }
-    if (q->sibling > v && q->kind == CG_MAT) { /* made in v's loop: lives from here */
-      int sv = q->sibling;
-      p->node[sv].slot = slot_get(&s, round64(4 * ir_numel(&f->nodes[sv].type)));
-      next[sv] = bucket[lu[sv]];
-      bucket[lu[sv]] = sv;
-    }
+    if (q->sibling > v) /* made in v's loop: lives from here */
+      take_slot(f, p, &s, lu, bucket, next, q->sibling);
     cg_node_plan *w = q->into >= 0 ? &p->node[q->into] : NULL;
     if (w && w->out < 0 && w->slot < 0) { /* a concat in a slot (it
       accumulates): its slot lives from its first part placed in it */
-      w->slot = slot_get(&s, round64(4 * ir_numel(&f->nodes[q->into].type)));
-      next[q->into] = bucket[lu[q->into]];
-      bucket[lu[q->into]] = q->into;
+      take_slot(f, p, &s, lu, bucket, next, q->into);
     }
     if (q->kind == CG_MAT && q->out < 0 && q->into < 0 && q->slot < 0) {
       if (lu[v] < v) {
@@ -759,9 +767,7 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
         rc = -1;
         break;
       }
-      q->slot = slot_get(&s, round64(4 * ir_numel(&f->nodes[v].type)));
-      next[v] = bucket[lu[v]];
-      bucket[lu[v]] = v;
+      take_slot(f, p, &s, lu, bucket, next, v);
     }
     for (int k = q->prep; k < CG_MAX_SCRATCH; k++) { /* a prep's 0 is taken */
       int64_t b = q->kind == CG_MAT ? cg_scratch_bytes(f, p, v, k) : 0;

@@ -1235,11 +1235,18 @@ static bool outs_equal(const ir_func *f, float **a, float **b) {
   return true;
 }
 
-/* A sigmoid of a materialised softplus's input (the softplus's VJP) is
- * made in the softplus's loop from its exp (plan.c mark_siblings): the
- * same values bit for bit as computed apart (no_fuse), both against the
- * interpreter. A sigmoid before its softplus, or a second one, is
- * computed on its own. */
+/* Room for f's outputs, zeroed; and freed. */
+static float **new_outs(const ir_func *f) {
+  float **o = calloc((size_t)f->n_outs + 1, sizeof *o);
+  for (int j = 0; j < f->n_outs; j++)
+    o[j] = calloc((size_t)ir_numel(&f->nodes[f->outs[j].node].type), sizeof(float));
+  return o;
+}
+static void free_outs(const ir_func *f, float **o) {
+  for (int j = 0; j < f->n_outs; j++) free(o[j]);
+  free(o);
+}
+
 /* f compiled with fusion (siblings: want of them) and without: the same
  * bits, and both against the interpreter. */
 static void check_siblings(ir_func *f, int want) {
@@ -1252,9 +1259,7 @@ static void check_siblings(ir_func *f, int want) {
   float **o[2];
   const void **l = seeded_leaves(f, m[0], 7, 0, false);
   for (int i = 0; i < 2; i++) {
-    o[i] = calloc((size_t)f->n_outs, sizeof *o[i]);
-    for (int j = 0; j < f->n_outs; j++)
-      o[i][j] = calloc((size_t)ir_numel(&f->nodes[f->outs[j].node].type), sizeof(float));
+    o[i] = new_outs(f);
     void *arena = cg_arena_new(m[i]);
     assert_int_equal(cg_run(m[i], l, (void *const *)o[i], arena), 0);
     free(arena);
@@ -1262,11 +1267,7 @@ static void check_siblings(ir_func *f, int want) {
   if (!outs_equal(f, o[0], o[1])) fail_msg("a node made in its sibling's loop differs");
   for (int i = 0; i < cg_n_leaves(m[0]); i++) free((void *)l[i]);
   free(l);
-  for (int i = 0; i < 2; i++) {
-    for (int j = 0; j < f->n_outs; j++) free(o[i][j]);
-    free(o[i]);
-    cg_free(m[i]);
-  }
+  for (int i = 0; i < 2; i++) free_outs(f, o[i]), cg_free(m[i]);
 }
 
 /* A sum over an outer axis of a materialised elementwise result is added
@@ -1295,6 +1296,11 @@ static void sums_in_their_operands_loop(void **state) {
   ir_func_free(f);
 }
 
+/* A sigmoid of a materialised softplus's input (the softplus's VJP) is
+ * made in the softplus's loop from its exp (plan.c mark_siblings): the
+ * same values bit for bit as computed apart (no_fuse), both against the
+ * interpreter. A sigmoid before its softplus, or a second one, is
+ * computed on its own. */
 static void softplus_sigmoid_siblings(void **state) {
   (void)state;
   ir_func *f = ir_func_new();
@@ -1324,12 +1330,7 @@ static void check_hoisting(const ir_func *h, int want, bool (*is_hoisted)(const 
   assert_int_equal(cg_module_stats(m)->n_hoisted, want);
   void *pa = cg_arena_new(plain), *ma = cg_arena_new(m);
   const void **pl = seeded_leaves(h, m, 1, 0, false), **pl2 = seeded_leaves(h, m, 2, 0, false);
-  float **o[2];
-  for (int i = 0; i < 2; i++) {
-    o[i] = calloc((size_t)h->n_outs, sizeof *o[i]);
-    for (int j = 0; j < h->n_outs; j++)
-      o[i][j] = calloc((size_t)ir_numel(&h->nodes[h->outs[j].node].type), sizeof(float));
-  }
+  float **o[2] = {new_outs(h), new_outs(h)};
   assert_int_equal(cg_prepare(plain, pl, pa), 0);
   assert_int_equal(cg_prepare(m, pl, ma), 0);
   const void **in[3];
@@ -1362,10 +1363,7 @@ static void check_hoisting(const ir_func *h, int want, bool (*is_hoisted)(const 
   }
   for (int i = 0; i < cg_n_leaves(m); i++) free((void *)pl[i]), free((void *)pl2[i]);
   free(pl), free(pl2);
-  for (int i = 0; i < 2; i++) {
-    for (int j = 0; j < h->n_outs; j++) free(o[i][j]);
-    free(o[i]);
-  }
+  free_outs(h, o[0]), free_outs(h, o[1]);
   free(pa), free(ma);
   cg_free(plain), cg_free(m);
 }
