@@ -102,13 +102,14 @@ static bool has_feature(const char *feat, const char *name) {
 }
 
 /* The host's x86 level (LLVM's view of its features). AVX-512 here is
- * F with VL, as on every such server CPU since Skylake-SP (the Xeon Phi
- * had F alone, with slow 512-bit shuffles). */
+ * F with VL and DQ, as on every such server CPU since Skylake-SP (the
+ * Xeon Phi had F alone, with slow 512-bit shuffles). */
 static cg_isa host_isa_level;
 static void probe_host(void) {
   char *triple = LLVMGetDefaultTargetTriple(), *feat = LLVMGetHostCPUFeatures();
   if (!strncmp(triple, "x86_64", 6) && has_feature(feat, "avx2"))
-    host_isa_level = has_feature(feat, "avx512f") && has_feature(feat, "avx512vl")
+    host_isa_level = has_feature(feat, "avx512f") && has_feature(feat, "avx512vl") &&
+                             has_feature(feat, "avx512dq")
                          ? CG_ISA_AVX512 : CG_ISA_AVX2;
   LLVMDisposeMessage(feat);
   LLVMDisposeMessage(triple);

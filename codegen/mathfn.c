@@ -126,32 +126,25 @@ static bool zmm(const cg_ctx *c) {
  * from an 8-entry constant; with `less_j`, the entries' bit patterns
  * less j << 20 (see cg_exp2_decay). On an AVX2 host, vpermps per 8 lanes
  * (llvm.x86.avx2.permps), which reads only the low 3 bits of each index;
- * on an AVX-512 host, per 16 lanes (llvm.x86.avx512.permvar.sf.512,
- * which reads the low 4 bits: the table twice), one operation where
- * two 8-lane halves took four (extract, two vpermps, insert);
  * elsewhere a build_vector of variable extracts from one source, which
  * the x86 backend also turns into vpermps but after masking the index
  * with 7 (the IR's extracts need it): one operation more per 8 lanes of
  * the decay's ~14, the scan 3-5% slower (in-process A/B). The same values
- * on every host. */
+ * either way. */
 static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits, bool less_j) {
-  LLVMValueRef el[16];
-  for (int j = 0; j < 16; j++) {
-    float f = (float)exp2((j % 8) / 8.0);
+  LLVMValueRef el[8];
+  for (int j = 0; j < 8; j++) {
+    float f = (float)exp2(j / 8.0);
     uint32_t u;
     memcpy(&u, &f, sizeof u);
-    u -= less_j ? (uint32_t)(j % 8) << 20 : 0; /* stays a normal number */
+    u -= less_j ? (uint32_t)j << 20 : 0; /* stays a normal number */
     memcpy(&f, &u, sizeof f);
     el[j] = cg_f32c(c, f);
-  }
-  bool split[2] = {false, true};
-  if (zmm(c)) {
-    LLVMValueRef args[2] = {LLVMConstVector(el, 16), bits};
-    return by_parts(c, "llvm.x86.avx512.permvar.sf.512", 16, args, split, 2);
   }
   LLVMValueRef table = LLVMConstVector(el, 8);
   if (c->isa >= CG_ISA_AVX2 && c->vw >= 8 && c->vw <= 32 && c->vw % 8 == 0) {
     LLVMValueRef args[2] = {table, bits};
+    bool split[2] = {false, true};
     return by_parts(c, "llvm.x86.avx2.permps", 8, args, split, 2);
   }
   LLVMValueRef j = LLVMBuildAnd(c->B, bits, I(c, 7), "");
@@ -163,6 +156,55 @@ static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits, bool less_j) {
                                cg_i32c(c, i), "");
   }
   return v;
+}
+
+/* 2^(j/32) for j = the low 5 bits of each lane of bits (AVX-512, 16 or
+ * 32 lanes): one vpermi2ps per 16 lanes from a 32-entry table held in
+ * two registers (llvm.x86.avx512.vpermi2var.ps.512 reads 5 bits of each
+ * index). */
+static LLVMValueRef pow2_32nds(cg_ctx *c, LLVMValueRef bits) {
+  LLVMValueRef lo[16], hi[16];
+  for (int j = 0; j < 16; j++) {
+    lo[j] = cg_f32c(c, (float)exp2(j / 32.0));
+    hi[j] = cg_f32c(c, (float)exp2((j + 16) / 32.0));
+  }
+  LLVMValueRef args[3] = {LLVMConstVector(lo, 16), bits, LLVMConstVector(hi, 16)};
+  bool split[3] = {false, true, false};
+  return by_parts(c, "llvm.x86.avx512.vpermi2var.ps.512", 16, args, split, 3);
+}
+
+/* The AVX-512 decay (16 or 32 lanes; x <= 127.49 or NaN): x = k + j/32
+ * + r, with k + j/32 = x rounded to 32nds by the 1.5*2^18 magic addition
+ * and r the rest, exactly, by vreduceps (round to nearest even, as the
+ * addition); 2^r = 1 + q, q = r (P1 + P2 r) on [-1/64, 1/64] (minimax,
+ * 5.3e-8 relative); 2^(j/32) from a table (pow2_32nds); T (1 + q) as
+ * one fma; vscalefps scales it by 2^floor(k + j/32) = 2^k. Under 2 ulp
+ * (1.7 measured, tests/test_codegen.c scan_decay). vreduceps gives r = 0
+ * for +-inf, where x - (t - magic) is NaN, so T (1 + q) is finite for
+ * every x but NaN and the scaling takes every x below the range to +0,
+ * -inf included, without a clamp. (This host's vscalefps also turns NaN
+ * 2^-inf into 0, so the test cannot see the difference here.) Per 16
+ * lanes that is 5 operations on the FMA pipes (with the caller's product
+ * by A) where the eighths' form, with its degree-3 polynomial and clamp,
+ * took 7: forward scans 6-15% faster in an in-process A/B (mamba d 8 and
+ * d 64, hybrid). NaN stays NaN. Needs AVX512DQ for vreduceps (jit.c
+ * checks for it). */
+static LLVMValueRef exp2_decay_zmm(cg_ctx *c, LLVMValueRef x) {
+  static const double P[] = {0.2402265069591007, 0.6931573300599453};
+  const double magic = 393216.0; /* 1.5 * 2^18: t's last bit is 1/32 */
+  LLVMValueRef t = add(c, x, K(c, magic)), x32 = cg_fsub(c, t, K(c, magic), 0);
+  LLVMValueRef all = LLVMConstInt(LLVMInt16TypeInContext(c->C), 0xFFFF, 0);
+  LLVMValueRef cur = cg_i32c(c, 4); /* the current rounding mode (no {sae}) */
+  LLVMValueRef ra[5] = {x, cg_i32c(c, 5 << 4 | 8 /* 5 fraction bits, to nearest, quiet */),
+                        x, all, cur};
+  bool rsplit[5] = {true, false, true, false, false};
+  LLVMValueRef r = by_parts(c, "llvm.x86.avx512.mask.reduce.ps.512", 16, ra, rsplit, 5);
+  LLVMValueRef q = mul(c, horner(c, r, P, 2), r);
+  LLVMValueRef T = pow2_32nds(c, as_int(c, t));
+  LLVMValueRef y = cg_fmuladd(c, T, q, T);
+  LLVMValueRef sa[5] = {y, x32, y, all, cur};
+  bool ssplit[5] = {true, true, true, false, false};
+  return by_parts(c, "llvm.x86.avx512.mask.scalef.ps.512", 16, sa, ssplit, 5);
 }
 
 /* 2^x for the scan's decays, whose exponent comes as (delta log2 e) A:
@@ -187,9 +229,7 @@ static LLVMValueRef pow2_eighths(cg_ctx *c, LLVMValueRef bits, bool less_j) {
  * the same outputs, in-process A/B). Below 2^-126 the result is +0 as the true value
  * flushes (FTZ; or T 2^k itself is +0 or a denormal that DAZ reads as
  * zero at k = -127, x = -127 giving exactly +0). NaN stays NaN (q is
- * NaN). On an AVX-512 host (16 or 32 lanes) vscalefps scales the
- * product by floor(k + j/8) = k, one operation: the forward scan 15-30%
- * faster, in-process A/B, with the one-operation vpermps above. Against
+ * NaN). On an AVX-512 host (16 or 32 lanes): exp2_decay_zmm. Against
  * exp(delta A) the rounding of delta log2 e adds |x| 2^-24 relative
  * (tests/test_codegen.c measures the whole). Without flushing: cg_exp(x ln 2). */
 LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x, bool nonpos) {
@@ -197,18 +237,11 @@ LLVMValueRef cg_exp2_decay(cg_ctx *c, LLVMValueRef x, bool nonpos) {
   const double magic = 1572864.0; /* 1.5 * 2^20: t's last bit is 1/8 */
   if (!c->ftz) return cg_exp(c, mul(c, x, K(c, 0.693147180559945309)));
   if (!nonpos) x = sel(c, fcmp(c, LLVMRealOGT, x, K(c, 127.49)), K(c, 127.49), x);
+  if (zmm(c)) return exp2_decay_zmm(c, x);
   x = sel(c, fcmp(c, LLVMRealOLT, x, K(c, -127.0)), K(c, -127.0), x);
   LLVMValueRef t = add(c, x, K(c, magic)), x8 = cg_fsub(c, t, K(c, magic), 0);
   LLVMValueRef r = cg_fsub(c, x, x8, 0);
   LLVMValueRef q = mul(c, horner(c, r, Q, 3), r);
-  if (zmm(c)) { /* y 2^floor(x8) = y 2^k by vscalefps: one operation for three */
-    LLVMValueRef T = pow2_eighths(c, as_int(c, t), false);
-    LLVMValueRef y = cg_fmuladd(c, T, q, T);
-    LLVMValueRef args[5] = {y, x8, y, LLVMConstInt(LLVMInt16TypeInContext(c->C), 0xFFFF, 0),
-                            cg_i32c(c, 4 /* the current rounding mode */)};
-    bool split[5] = {true, true, true, false, false};
-    return by_parts(c, "llvm.x86.avx512.mask.scalef.ps.512", 16, args, split, 5);
-  }
   /* t's bits are 0x49C00000 + 8k + j, so shifted by 20 they are
    * (k << 23) + (j << 20); the table entry less j << 20, plus those,
    * is 2^(j/8) with k added to its exponent field: T 2^k */
