@@ -1249,6 +1249,8 @@ static void free_outs(const ir_func *f, float **o) {
 
 /* f compiled with fusion (siblings: want of them) and without: the same
  * bits, and both against the interpreter. */
+static void check_accumulating(const ir_func *f, const bool *mask, bool hoist, const char *what);
+
 static void check_siblings(ir_func *f, int want) {
   run_compare(f, 0, true, "siblings", TOL_APPROX);
   run_compare(f, 0, false, "siblings", TOL_APPROX);
@@ -1274,7 +1276,7 @@ static void check_siblings(ir_func *f, int want) {
  * up in that result's loop (plan.c mark_siblings): over axis 0 of
  * [8,20] and axis 1 of [4,5,20], as bias gradients are. Not: a sum over
  * the innermost axis, a sum that is an output, a second sum of one
- * result, a sum of a softplus that has its sigmoid. */
+ * result, a sum of a softplus that has its sigmoid, a sum of an output. */
 static void sums_in_their_operands_loop(void **state) {
   (void)state;
   ir_func *f = ir_func_new();
@@ -1292,7 +1294,19 @@ static void sums_in_their_operands_loop(void **state) {
   out(f, "g", bin(f, IR_OP_MUL, un(f, IR_OP_SIGMOID, x), y));
   out(f, "sp", bin(f, IR_OP_ADD, sp, y));
   out(f, "ssp", opt_(f, IR_OP_RESHAPE, op1(f, IR_OP_SUM, sp, (ir_attrs){.axis = 0}), F(20)));
+  /* a producer that is itself an output (written into the caller's
+   * buffer: not unbound) is summed apart; with that buffer accumulating,
+   * the sum still reads the new value, not the buffer's total */
+  int r = bin(f, IR_OP_SUB, x, bin(f, IR_OP_MUL, y, y));
+  out(f, "r", r);
+  out(f, "sr", op1(f, IR_OP_SUM, r, (ir_attrs){.axis = 0}));
   check_siblings(f, 3); /* s0 (not s0b), sq, the sigmoid */
+  bool *acc = calloc((size_t)f->n_outs, sizeof *acc);
+  for (int j = 0; j < f->n_outs; j++) acc[j] = !strcmp(f->outs[j].name, "r");
+  check_accumulating(f, acc, false, "a sum's producer that accumulates");
+  for (int j = 0; j < f->n_outs; j++) acc[j] = true;
+  check_accumulating(f, acc, false, "siblings, every output accumulating");
+  free(acc);
   ir_func_free(f);
 }
 
