@@ -159,6 +159,33 @@ static double out_error(const float *got, const double *ref, int64_t n,
   return e;
 }
 
+/* Where the JIT misses tol against the f32 interpreter on output j. Both
+ * are f32 evaluations in different orders, and an output made by
+ * cancellation (the softmax VJP's sum of terms that nearly cancel) can
+ * differ between them by more than tol of its rms while both are as
+ * close to the exact values as f32 allows. So: against the exact values
+ * (the f64 interpreter), the JIT's worst error must be within tol, or
+ * within CANCEL times the f32 interpreter's own worst error there (an
+ * ill-conditioned output: the f32 reference itself is that far off).
+ * Returns the JIT's error against the exact values, or -1 when it fails
+ * both. *ref64: made on first use. */
+enum { CANCEL = 4 };
+static double cancellation_error(const ir_func *f, double **dl, double ***ref64,
+                                 const double *ref32, int j, const float *got, double tol,
+                                 const char *label) {
+  if (!*ref64 && !(*ref64 = ir_interp(f, IR_PREC_F64, (const double *const *)dl, &E)))
+    fail_msg("%s: interp f64: %s", label, E.msg);
+  int v = f->outs[j].node;
+  int64_t n = ir_numel(&f->nodes[v].type), at;
+  float *r32 = malloc(sizeof(float) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) r32[i] = (float)ref32[i];
+  double e_jit = out_error(got, (*ref64)[v], n, &at), e_f32 = out_error(r32, (*ref64)[v], n, &at);
+  free(r32);
+  print_message("%s: output \"%s\": against the exact values jit %.3g, f32 interpreter %.3g\n",
+                label, f->outs[j].name, e_jit, e_f32);
+  return e_jit <= tol || e_jit <= CANCEL * e_f32 ? e_jit : -1;
+}
+
 typedef struct {
   double err;      /* worst scaled error over the float outputs */
   int oob;         /* the kernel's return value */
@@ -208,7 +235,7 @@ static double run_compare(const ir_func *f, int imax, bool fuse,
   void *arena = cg_arena_new(m);
   memset(arena, arena_byte, cg_arena_size(m)); /* the kernel may not rely on zeros */
   int rc = cg_run(m, jl, jo, arena);
-  double **ref = ir_interp(f, IR_PREC_F32, (const double *const *)dl, &E);
+  double **ref = ir_interp(f, IR_PREC_F32, (const double *const *)dl, &E), **ref64 = NULL;
   if (!ref) fail_msg("%s: interp: %s", label, E.msg);
   assert_int_equal(rc, 0);
   double worst = 0;
@@ -225,7 +252,7 @@ static double run_compare(const ir_func *f, int imax, bool fuse,
     }
     int64_t at;
     double e = out_error(jo[j], r, cnt, &at);
-    if (e > tol)
+    if (e > tol && cancellation_error(f, dl, &ref64, r, j, jo[j], tol, label) < 0)
       fail_msg("%s (%s): output \"%s\"[%lld]: jit %.9g vs interp %.9g, "
                "error %.3g > %.3g",
                label, fuse ? "fused" : "unfused", f->outs[j].name,
@@ -233,6 +260,7 @@ static double run_compare(const ir_func *f, int imax, bool fuse,
     if (e > worst) worst = e;
   }
   ir_values_free(f, ref);
+  if (ref64) ir_values_free(f, ref64);
   for (int i = 0; i < nl; i++) free((void *)jl[i]);
   for (int v = 0; v < f->n_nodes; v++) free(dl[v]);
   for (int j = 0; j < f->n_outs; j++) free(jo[j]);
@@ -1543,13 +1571,11 @@ static void gradients_match(void **state) {
   ir_func *fs[3] = {attention_graph(8, 8, 6), mamba_graph(8, 4, 4), mamba_graph(7, 5, 3)};
   const char *names[3] = {"attention grad", "mamba grad", "mamba grad E 10"};
   const double tol[3] = {TOL_GRAD, TOL_GRAD, TOL_GRAD};
-  /* Its data from a fixed start, not from whatever the tests before it
-   * drew: the attention's wq gradient comes out of the softmax VJP's
-   * cancellation, and on some data (2 of the starts 1..16) the f32
-   * summation orders of JIT and interpreter differ there by more than
-   * TOL_GRAD of the output's rms (1.5e-4, 1.3e-3), in both the fused and
-   * the unfused kernel: a property of the data, not of a kernel. */
-  rng = RNG_START;
+  /* the attention's wq and wk gradients come out of the softmax VJP's
+   * cancellation: on some data (2 of the starts 1..24) JIT and f32
+   * interpreter differ there by more than TOL_GRAD of their rms, while
+   * both are as far from the exact values (run_compare's
+   * cancellation_error) */
   for (int i = 0; i < 3; i++) {
     ir_func *g = ad_grad(fs[i], "loss", &E);
     if (!g) fail_msg("%s: ad_grad: %s", names[i], E.msg);
