@@ -192,6 +192,13 @@ enum { CG_SCAN_VW = 16, CG_SCAN_PART = 8, CG_SCAN_STEPS = 2 };
  * (at E 128, N 16 a block is 8 KiB: a store into one and a load from
  * the next then alias in the load-store unit and stall). */
 static inline int64_t cg_scan_block(int64_t S) { return S + 16; }
+/* Whether the scans run block of 16 channels by block, each block's
+ * steps in turn, their kept states and decays laid out so (ops_scan.c):
+ * on AVX-512, with more than one block. Then each of those arrays takes
+ * (L+1) N E16 floats, E16 = E rounded up to 16. */
+static inline bool cg_scan_by_block(const cg_ctx *c, int64_t E) {
+  return c->isa >= CG_ISA_AVX512 && E > 16;
+}
 
 /* c->vw lanes of scalar type (the scalar itself when vw <= 1), a value
  * splat across them, and float loads/stores of that width at a float

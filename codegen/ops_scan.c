@@ -12,8 +12,9 @@
  *
  * In a training kernel the scan and its scan_bwd meet (plan.c pairs
  * them): the scan then keeps every state H[t+1] = h_t and every decay
- * a_t = exp(delta_t A) in its scratch 1 and 2, and the scan_bwd reads
- * them instead of running the recurrence (and its exps) a second time.
+ * a_t = exp(delta_t A) in its scratch 1 and 2 (step by step, or block of
+ * channels by block: kept()), and the scan_bwd reads them instead of
+ * running the recurrence (and its exps) a second time.
  * There the last layer's output is read at the last row only: its scan
  * computes y only for the rows read (plan.c first_row), and its scan_bwd
  * skips dy's terms in the steps where dy is a pad's zeros (layer 2's
@@ -110,10 +111,29 @@ typedef struct {
   LLVMValueRef pdu, pdd; /* reverse: du, ddelta [L,E] */
   LLVMValueRef t;
   int nt;      /* reverse: steps per pass over the states, t down */
+  int nt_max;  /* reverse: steps per pass where there are that many */
+  bool rows_t; /* reverse: part holds a row pair per step [L,2N] (blocks
+                  in turn, block_passes), not per step of one pass */
+  int64_t z;   /* reverse: dy's rows before z are zeros */
+  bool bmaj;   /* kept states and decays block by block (kept()) */
+  int64_t kst; /* floats between one step's kept values and the next's */
   bool nonpos; /* delta A <= 0 known (nonneg, nonpos): no upper clamp */
   bool decays; /* forward: fwd_block makes the decays (else decay_block) */
   LLVMValueRef t0, t1; /* forward: the steps of one block's run (block_steps) */
 } sweep;
+
+/* Where the states and decays of step t for state s and the channels at
+ * e0 are kept (w->keep): step by step, one [N,E] block B floats apart
+ * (kst = B); or (w->bmaj) block of 16 channels by block, each block's
+ * steps [N,16] in turn (kst = 16 N), so that a block's run over its
+ * steps reads and writes them in order (steps(), block_passes). */
+static LLVMValueRef kept(cg_ctx *c, sweep *w, LLVMValueRef t, LLVMValueRef s, LLVMValueRef e0) {
+  if (!w->bmaj) return cg_add(c, cg_mulk(c, t, w->kst), cg_add(c, cg_mulk(c, s, w->E), e0));
+  LLVMValueRef blk = LLVMBuildAnd(c->B, e0, cg_i64(c, ~(int64_t)15), "");
+  LLVMValueRef lane = LLVMBuildAnd(c->B, e0, cg_i64(c, 15), "");
+  LLVMValueRef base = cg_add(c, cg_mulk(c, blk, (w->L + 1) * w->N), lane);
+  return cg_add(c, base, cg_add(c, cg_mulk(c, t, w->kst), cg_mulk(c, s, 16)));
+}
 
 /* delta log2 e at step t for the channels at e0: the decays are
  *   a = exp(delta A[e,s]) computed as 2^((delta log2 e) A[e,s])
@@ -130,11 +150,10 @@ static LLVMValueRef delta2(cg_ctx *c, sweep *w, LLVMValueRef e0) {
 static void decay_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
   LLVMValueRef d2 = delta2(c, w, e0);
-  LLVMValueRef at = w->keep ? cg_mulk(c, w->t, w->B) : cg_i64(c, 0);
   cg_loop ls;
-  LLVMValueRef idx = cg_add(c, cg_mulk(c, cg_forn(c, &ls, w->N), w->E), e0);
+  LLVMValueRef s = cg_forn(c, &ls, w->N), idx = cg_add(c, cg_mulk(c, s, w->E), e0);
   LLVMValueRef a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0), w->nonpos);
-  cg_vstore(c, a, w->pa, cg_add(c, at, idx));
+  cg_vstore(c, a, w->pa, w->keep ? kept(c, w, w->t, s, e0) : idx);
   cg_endfor(c, &ls);
 }
 
@@ -144,7 +163,6 @@ static void decay_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
  *   y[t,e] = sum_s C[t,s] h (in order of s). */
 static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
-  int64_t st = w->B; /* one step's block */
   /* U states per iteration */
   int U = w->N % 4 == 0 ? 4 : w->N % 2 == 0 ? 2 : 1;
   LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
@@ -157,8 +175,8 @@ static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   for (int j = 0; j < U; j++) {
     LLVMValueRef s = cg_addk(c, s0, j);
     LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
-    LLVMValueRef prev = w->keep ? cg_add(c, cg_mulk(c, t, st), idx) : idx;
-    LLVMValueRef cur = w->keep ? cg_addk(c, prev, st) : idx;
+    LLVMValueRef prev = w->keep ? kept(c, w, t, s, e0) : idx;
+    LLVMValueRef cur = w->keep ? cg_addk(c, prev, w->kst) : idx;
     LLVMValueRef a;
     if (d2) {
       a = cg_exp2_decay(c, cg_fmul(c, d2, cg_vload(c, w->pAT, idx), 0), w->nonpos);
@@ -207,15 +225,16 @@ static void block_steps(cg_ctx *c, LLVMValueRef e0, void *ud) {
  * the exps' constants and the recurrence's values together, and a_t is
  * not read back (forward scans 9-17% faster at mamba d 8 and d 64, the
  * same outputs, in-process A/B). Where there is more than one block of
- * channels, block by block, each block's steps in turn: its state (1 KiB
- * at N 16) stays in L1 from one step to the next, where a step over all
- * the channels went through 32 KiB at d 64 (states read and written,
- * decays, A^T; forward scans 0.5-6% faster there; at d 8, one block, the
- * steps outside were 6-8% faster). Elsewhere step by step, the decays
- * in a loop of their own (decay_block). */
+ * channels (w->bmaj), block by block, each block's steps in turn: its
+ * state (1 KiB at N 16) stays in L1 from one step to the next, where a
+ * step over all the channels went through 32 KiB at d 64 (states read
+ * and written, decays, A^T), and its kept values are written in order
+ * (kept()); at d 8, one block, the steps outside were 6-8% faster.
+ * Elsewhere step by step, the decays in a loop of their own
+ * (decay_block). */
 static void steps(cg_ctx *c, sweep *w, LLVMValueRef t0, LLVMValueRef t1) {
   bool fused = c->isa >= CG_ISA_AVX512;
-  if (fused && w->E > FUSED_VW) {
+  if (fused && w->bmaj) {
     w->t0 = t0, w->t1 = t1, w->decays = true;
     blocks(c, w->E, FUSED_VW, block_steps, w);
     w->decays = false;
@@ -262,19 +281,32 @@ static void fwd_sweep(cg_ctx *c, sweep *w, LLVMValueRef end) {
   w->py = py;
 }
 
+/* The kept states and decays in slots sH and sa. Laid out block by block
+ * (bmaj), one state's row is 64 bytes: a store of a decay then falsely
+ * aliases (same address mod 4 KiB) a load of a state a few rows on
+ * whenever the two arrays start close together mod 4 KiB; so the decays
+ * start 2 KiB from the states, mod 4 KiB (their slot has 4 KiB more). */
+static void kept_arrays(cg_ctx *c, sweep *w, int sH, int sa) {
+  w->pH = c->slot[sH], w->pa = c->slot[sa];
+  if (!w->bmaj) return;
+  int64_t d = ((c->p->slot_off[sa] - c->p->slot_off[sH]) % 4096 + 4096) % 4096;
+  w->pa = cg_gep(c, c->f32, w->pa, cg_i64(c, ((2048 - d) % 4096 + 4096) % 4096 / 4));
+}
+
 void cg_emit_scan(cg_ctx *c, int v) {
   const ir_node *n = &c->f->nodes[v];
   const cg_node_plan *q = &c->p->node[v];
   sweep w = {.L = n->type.dim[0], .E = n->type.dim[1],
              .N = c->f->nodes[n->in[2]].type.dim[1]};
   w.B = cg_scan_block(w.N * w.E);
+  w.bmaj = cg_scan_by_block(c, w.E), w.kst = w.bmaj ? 16 * w.N : w.B;
   w.pu = cg_ptr(c, n->in[0]), w.pd = cg_ptr(c, n->in[1]), w.ld = w.E;
   w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v), w.y_from = q->first_row;
   w.nonpos = nonneg(c->f, n->in[1]) && nonpos(c->f, n->in[2]);
   w.pAT = c->slot[q->scratch[0]];
   if (q->pair >= 0) { /* keep every state and decay for the scan_bwd */
     w.keep = true;
-    w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
+    kept_arrays(c, &w, q->scratch[1], q->scratch[2]);
   } else {
     w.pH = cg_gep(c, c->f32, w.pAT, cg_i64(c, w.B));
     w.pa = cg_gep(c, c->f32, w.pAT, cg_i64(c, 2 * w.B));
@@ -321,7 +353,7 @@ static void acc_row(cg_ctx *c, sweep *w, LLVMValueRef at, LLVMValueRef x, LLVMVa
  * time. Step k's partial sums are part's rows [2N k, 2N (k+1)). */
 static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
-  int64_t st = w->B, N = w->N; /* one step's block */
+  int64_t st = w->kst, N = w->N; /* from one step's kept values to the next's */
   LLVMTypeRef vt = cg_vty(c, c->f32);
   LLVMValueRef u[CG_SCAN_STEPS], d[CG_SCAN_STEPS], g[CG_SCAN_STEPS], du[CG_SCAN_STEPS],
       sdu[CG_SCAN_STEPS], sdd[CG_SCAN_STEPS], bc[CG_SCAN_STEPS];
@@ -336,7 +368,7 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   cg_loop ls;
   LLVMValueRef s = cg_forn(c, &ls, N);
   LLVMValueRef idx = cg_add(c, cg_mulk(c, s, w->E), e0);
-  LLVMValueRef at = cg_add(c, cg_mulk(c, w->t, st), idx);
+  LLVMValueRef at = kept(c, w, w->t, s, e0);
   LLVMValueRef dh = cg_vload(c, w->pG, idx), dA = cg_vload(c, w->pdAT, idx);
   LLVMValueRef AT = cg_vload(c, w->pAT, idx);
   LLVMValueRef ht = w->pdy ? cg_vload(c, w->pH, cg_addk(c, at, st)) : NULL;
@@ -344,9 +376,11 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
     LLVMValueRef atk = cg_addk(c, at, -k * st);
     LLVMValueRef a = cg_vload(c, w->pa, atk), hprev = cg_vload(c, w->pH, atk);
     LLVMValueRef Bs = bcast(c, w->pbc, cg_add(c, bc[k], s));
-    /* partial sums over e: lanes of part[s] (B) and part[N+s] (C) */
-    LLVMValueRef pB = cg_mulk(c, cg_addk(c, s, 2 * N * k), PW);
-    LLVMValueRef pC = cg_mulk(c, cg_addk(c, s, 2 * N * k + N), PW);
+    /* partial sums over e: lanes of part[s] (B) and part[N+s] (C), of
+     * this step's rows */
+    LLVMValueRef rk = w->rows_t ? cg_mulk(c, cg_addk(c, w->t, -k), 2 * N) : cg_i64(c, 2 * N * k);
+    LLVMValueRef pB = cg_mulk(c, cg_add(c, rk, s), PW);
+    LLVMValueRef pC = cg_mulk(c, cg_add(c, cg_addk(c, rk, N), s), PW);
     if (g[k]) {
       dh = fma_(c, g[k], bcast(c, w->pbc, cg_add(c, cg_addk(c, bc[k], N), s)), dh);
       acc_row(c, w, pC, g[k], ht);
@@ -442,6 +476,41 @@ static void bwd_step(cg_ctx *c, sweep *w, LLVMValueRef pdbc) {
               cg_addk(c, w->t, -k), pdbc);
 }
 
+/* fn for every pass of the reverse steps, t = L-1 .. z (with dy) then
+ * z-1 .. 0 (without): nt steps a pass where there are that many, the
+ * last alone. */
+static void passes(cg_ctx *c, sweep *w, int nt, void (*fn)(cg_ctx *, sweep *, void *),
+                   void *ud) {
+  LLVMValueRef pdy = w->pdy;
+  for (int part = 0; part < 2; part++) {
+    int64_t lo = part ? 0 : w->z, hi = part ? w->z : w->L;
+    if (lo == hi) continue;
+    w->pdy = part ? NULL : pdy;
+    if ((hi - lo) / nt > 0) {
+      cg_loop lt;
+      w->nt = nt;
+      LLVMValueRef tr = cg_forn(c, &lt, (hi - lo) / nt);
+      w->t = LLVMBuildSub(c->B, cg_i64(c, hi - 1), cg_mulk(c, tr, nt), "");
+      fn(c, w, ud);
+      cg_endfor(c, &lt);
+    }
+    if ((hi - lo) % nt) {
+      w->nt = 1, w->t = cg_i64(c, lo);
+      fn(c, w, ud);
+    }
+  }
+  w->pdy = pdy;
+}
+
+static void pass_all_blocks(cg_ctx *c, sweep *w, void *pdbc) { bwd_step(c, w, pdbc); }
+static void pass_one_block(cg_ctx *c, sweep *w, void *e0) { bwd_block(c, e0, w); }
+
+/* Every reverse step for the channels at e0 (w->rows_t). */
+static void block_passes(cg_ctx *c, LLVMValueRef e0, void *ud) {
+  sweep *w = ud;
+  passes(c, w, w->nt_max, pass_one_block, e0);
+}
+
 void cg_emit_scan_bwd(cg_ctx *c, int v) {
   const ir_node *n = &c->f->nodes[v];
   const cg_node_plan *q = &c->p->node[v];
@@ -449,6 +518,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   sweep w = {.L = dyt->dim[0], .E = dyt->dim[1], .N = c->f->nodes[n->in[1]].type.dim[1]};
   int64_t L = w.L, E = w.E, N = w.N, NE = N * E;
   w.B = cg_scan_block(NE);
+  w.bmaj = cg_scan_by_block(c, E), w.kst = w.bmaj ? 16 * N : w.B;
   LLVMValueRef po = cg_ptr(c, v);
   const ir_node *ud = &c->f->nodes[n->in[0]];
   if (c->p->node[n->in[0]].kind == CG_FUSED) { /* concat(u, delta), not copied */
@@ -468,9 +538,9 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.keep = true;
   if (q->pair >= 0) { /* the scan's saved states and decays */
     const cg_node_plan *sq = &c->p->node[q->pair];
-    w.pH = c->slot[sq->scratch[1]], w.pa = c->slot[sq->scratch[2]];
+    kept_arrays(c, &w, sq->scratch[1], sq->scratch[2]);
   } else {
-    w.pH = c->slot[q->scratch[1]], w.pa = c->slot[q->scratch[2]];
+    kept_arrays(c, &w, q->scratch[1], q->scratch[2]);
     w.nonpos = ud->op == IR_OP_CONCAT && nonneg(c->f, ud->in[1]) && nonpos(c->f, n->in[1]);
     fwd_sweep(c, &w, NULL);
   }
@@ -478,34 +548,39 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   w.pdu = po, w.pdd = cg_gep(c, c->f32, po, cg_i64(c, L * E));
   LLVMValueRef pdA = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E));
   LLVMValueRef pdbc = cg_gep(c, c->f32, po, cg_i64(c, 2 * L * E + NE));
-  cg_zero(c, w.pG, 2 * w.B + CG_SCAN_STEPS * 2 * N * PW); /* G, dA^T, part (and the gaps) */
   /* dy's rows before z are zeros (a pad: the last layer of a training
    * kernel reads one row): those steps skip its terms */
   const ir_node *dyn = &c->f->nodes[n->in[3]];
-  int64_t z = dyn->op == IR_OP_PAD && dyn->attr.axis == 0 && dyn->attr.end == 0
-                  ? dyn->attr.start : 0;
+  w.z = dyn->op == IR_OP_PAD && dyn->attr.axis == 0 && dyn->attr.end == 0 ? dyn->attr.start : 0;
   /* two steps at a time on AVX-512, whose 32 registers hold both steps'
    * values (16 would not): mamba d 64's reverse scans ~20% faster
    * (in-process A/B, outputs the same bit for bit); at d 8 within the
-   * A/B's reach either way */
+   * A/B's reach either way. There, with more than one block of channels,
+   * block by block as the forward scan (w.bmaj), reading each block's
+   * kept values in order, the partial sums kept per step until every
+   * block is done (step by step, each step's carries, dA^T and A^T for
+   * all channels, 24 KiB at d 64, did not stay in L1; with the forward
+   * scan, its layout and kept_arrays' offset, mamba d 64's kernel 1.2-1.9%
+   * faster, in-process A/B, the same outputs). */
   int nt = c->isa >= CG_ISA_AVX512 ? CG_SCAN_STEPS : 1;
-  LLVMValueRef pdy = w.pdy;
-  for (int part = 0; part < 2; part++) { /* t = L-1 .. z, then z-1 .. 0 */
-    int64_t lo = part ? 0 : z, hi = part ? z : L;
-    if (lo == hi) continue;
-    w.pdy = part ? NULL : pdy;
-    if ((hi - lo) / nt > 0) {
+  w.rows_t = w.bmaj;
+  cg_zero(c, w.pG, 2 * w.B + (w.rows_t ? L : CG_SCAN_STEPS) * 2 * N * PW); /* G, dA^T, part */
+  if (!w.rows_t) {
+    passes(c, &w, nt, pass_all_blocks, pdbc);
+  } else {
+    w.nt_max = nt;
+    blocks(c, E, VW, block_passes, &w);
+    LLVMValueRef pdy = w.pdy;
+    for (int part = 0; part < 2; part++) { /* dbc's rows, with dy and without */
+      int64_t lo = part ? 0 : w.z, hi = part ? w.z : L;
+      if (lo == hi) continue;
+      w.pdy = part ? NULL : pdy;
       cg_loop lt;
-      w.nt = nt;
-      LLVMValueRef tr = cg_forn(c, &lt, (hi - lo) / nt);
-      w.t = LLVMBuildSub(c->B, cg_i64(c, hi - 1), cg_mulk(c, tr, nt), "");
-      bwd_step(c, &w, pdbc);
+      LLVMValueRef t = cg_for(c, &lt, cg_i64(c, lo), cg_i64(c, hi));
+      step_sums(c, &w, cg_gep(c, c->f32, w.part, cg_mulk(c, t, 2 * N * PW)), t, pdbc);
       cg_endfor(c, &lt);
     }
-    if ((hi - lo) % nt) { /* the last step alone */
-      w.nt = 1, w.t = cg_i64(c, lo);
-      bwd_step(c, &w, pdbc);
-    }
+    w.pdy = pdy;
   }
   cg_transpose(c, pdA, w.pdAT, N, E);
 }

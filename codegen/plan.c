@@ -49,9 +49,19 @@ bool cg_slice_is_offset(const ir_func *f, int v) {
  *   scan      0: A^T [N,E] (+ the state and one step's decays [N,E] each
  *             when unpaired);
  *             1, 2 (paired): every state H [L+1 blocks], every decay a [L]
+ *             (or block by block of channels: kept_floats)
  *   scan_bwd  0: A^T, the carry G, dA^T [N,E] each, partial sums
- *             [CG_SCAN_STEPS 2N, CG_SCAN_PART];
+ *             [L 2N, CG_SCAN_PART] (a row pair per step; or per step
+ *             of one pass: CG_SCAN_STEPS);
  *             1, 2 (unpaired): its own H and a */
+/* Floats of each kept array (states, decays) of a scan over L steps of
+ * E channels and N states, in either layout (cg_scan_by_block); the
+ * decays' slot has 4 KiB more (ops_scan.c kept_arrays). */
+static int64_t kept_floats(int64_t L, int64_t E, int64_t N) {
+  int64_t steps = (L + 1) * cg_scan_block(N * E), blocks = (L + 1) * N * ((E + 15) / 16 * 16);
+  return steps > blocks ? steps : blocks;
+}
+
 int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
   const ir_node *n = &f->nodes[v];
   bool paired = p->node[v].pair >= 0;
@@ -60,17 +70,18 @@ int64_t cg_scratch_bytes(const ir_func *f, const cg_plan *p, int v, int k) {
       n->op == IR_OP_CONV1D_BWD_W)
     return k == 0 ? cg_conv_scratch(f, v) : 0;
   if (n->op == IR_OP_SCAN) {
-    int64_t L = n->type.dim[0], S = (int64_t)n->type.dim[1] * f->nodes[n->in[2]].type.dim[1];
-    int64_t B = cg_scan_block(S);
+    int64_t L = n->type.dim[0], E = n->type.dim[1], N = f->nodes[n->in[2]].type.dim[1];
+    int64_t S = E * N, B = cg_scan_block(S);
     if (k == 0) return 4 * (paired ? S : 2 * B + S);
-    return paired ? 4 * (k == 1 ? L + 1 : L) * B : 0;
+    return paired ? 4 * (kept_floats(L, E, N) + (k == 2 ? 1024 : 0)) : 0;
   }
   if (n->op == IR_OP_SCAN_BWD) {
     const ir_type *dy = &f->nodes[n->in[3]].type;
     int64_t L = dy->dim[0], N = f->nodes[n->in[1]].type.dim[1], S = dy->dim[1] * N;
     int64_t B = cg_scan_block(S);
-    if (k == 0) return 4 * (3 * B + CG_SCAN_STEPS * 2 * N * CG_SCAN_PART);
-    return paired ? 0 : 4 * (k == 1 ? L + 1 : L) * B;
+    int64_t rows = L > CG_SCAN_STEPS ? L : CG_SCAN_STEPS; /* a row pair per step, or per pass */
+    if (k == 0) return 4 * (3 * B + rows * 2 * N * CG_SCAN_PART);
+    return paired ? 0 : 4 * (kept_floats(L, dy->dim[1], N) + (k == 2 ? 1024 : 0));
   }
   return 0;
 }
