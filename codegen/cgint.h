@@ -36,7 +36,8 @@ typedef struct {
   int sibling; /* a node s made in the loop of an earlier group p
                   (plan.c mark_siblings): each other's id, or -1. s is a
                   sigmoid of p's softplus's input (the softplus's VJP),
-                  from p's exp; or a sum of p over an axis not innermost,
+                  from p's exp; or a product of p (unary) with p's own
+                  input (silu); or a sum of p over an axis not innermost,
                   added up as p's values are made (not read again). s's
                   own code is nothing */
   int pair;    /* a scan and the scan_bwd of the same inputs: each other's

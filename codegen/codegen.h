@@ -152,6 +152,7 @@ typedef struct {
                                       their copies (hoist) */
   int n_siblings;                  /* nodes made in an earlier group's
                                       loop: a softplus's VJP sigmoid, a
+                                      silu's product x sigmoid(x), a
                                       column sum of the group's result */
   int n_slots;                     /* arena slots */
   size_t arena_bytes;

@@ -194,8 +194,13 @@ static void body(cg_ctx *c, LLVMValueRef *offs, void *ud) {
   cg_store(c, r, cg_ptr(c, g->root), offs[0]);
   int s = c->p->node[g->root].sibling;
   if (s < 0) return;
-  if (c->f->nodes[s].op == IR_OP_SIGMOID) { /* laid out as the root */
+  const ir_node *sn = &c->f->nodes[s];
+  if (sn->op == IR_OP_SIGMOID) { /* laid out as the root */
     cg_store(c, c->memo[s], cg_ptr(c, s), offs[0]);
+  } else if (sn->op == IR_OP_MUL) { /* the root times its input, as binary() */
+    LLVMValueRef x = c->memo[c->f->nodes[g->root].in[0]];
+    LLVMValueRef m = sn->in[0] == g->root ? binary(c, IR_OP_MUL, r, x) : binary(c, IR_OP_MUL, x, r);
+    cg_store(c, m, cg_ptr(c, s), offs[0]);
   } else { /* a sum over an outer axis: as reduce_body */
     LLVMValueRef at = offs[c->acc_of[s]], ps = cg_ptr(c, s);
     cg_store(c, cg_fadd(c, cg_loadf(c, ps, at), r, CG_ACC), ps, at);

@@ -17,8 +17,9 @@
  *  - scan_bwd reads the concat(u, delta) of its operands in place.
  * The group is emitted at its root's position (the last node). A later
  * node may be made in an earlier group's loop as well, its sibling
- * (mark_siblings): a softplus's VJP sigmoid from its exp, a column sum
- * of the group's result; its slot then lives from the group on. */
+ * (mark_siblings): a softplus's VJP sigmoid from its exp, a product of
+ * a unary result with its input (silu), a column sum of the group's
+ * result; its slot then lives from the group on. */
 #include "cgint.h"
 
 #include <stdlib.h>
@@ -266,6 +267,25 @@ static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *i
           !is_out[w] && unbound(p, w) && same_dims(&f->nodes[w].type, &n->type)) {
         q->kind = CG_MAT, q->root = -1;
         q->sibling = w, r->sibling = s;
+        p->n_siblings++;
+        break;
+      }
+    }
+  }
+  /* a product of a materialised unary result with that result's own
+   * input (silu x sigmoid(x), the sigmoid kept apart for the backward):
+   * the same multiply, so the same bits */
+  for (int s = 0; s < f->n_nodes; s++) {
+    const ir_node *n = &f->nodes[s];
+    cg_node_plan *q = &p->node[s];
+    if (n->op != IR_OP_MUL || q->kind != CG_MAT || is_out[s] || !unbound(p, s)) continue;
+    for (int i = 0; i < 2; i++) {
+      int r = n->in[i];
+      const ir_node *u = &f->nodes[r];
+      cg_node_plan *rq = &p->node[r];
+      if (ir_op_is_unary(u->op) && u->in[0] == n->in[1 - i] && u->type.dtype == IR_F32 &&
+          rq->kind == CG_MAT && !is_out[r] && unbound(p, r) && same_dims(&u->type, &n->type)) {
+        q->sibling = r, rq->sibling = s;
         p->n_siblings++;
         break;
       }

@@ -1338,6 +1338,40 @@ static void sums_in_their_operands_loop(void **state) {
   ir_func_free(f);
 }
 
+/* A product of a materialised unary result with its own input (silu as
+ * x sigmoid(x), the sigmoid kept for the backward) is made in the
+ * result's loop (plan.c mark_siblings), either operand order: the same
+ * bits as computed apart, both against the interpreter. Not: a product
+ * with another tensor, a product whose unary result is an output, a
+ * product that is an output. */
+static void products_with_their_input(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int x = input(f, "x", F(8, 20)), y = input(f, "y", F(8, 20)), z = input(f, "z", F(8, 20));
+  int w = input(f, "w", F(8, 20));
+  int sx = un(f, IR_OP_SIGMOID, x), tz = un(f, IR_OP_TANH, z);
+  int px = bin(f, IR_OP_MUL, x, sx), pz = bin(f, IR_OP_MUL, tz, z);
+  out(f, "a", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, px, y), (ir_attrs){.axis = 1}));
+  out(f, "b", op1(f, IR_OP_SUM, bin(f, IR_OP_ADD, sx, px), (ir_attrs){.axis = 0}));
+  out(f, "c", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, pz, y), (ir_attrs){.axis = 1}));
+  out(f, "c2", op1(f, IR_OP_SUM, bin(f, IR_OP_ADD, tz, pz), (ir_attrs){.axis = 0}));
+  /* the same shapes (each result read by two loops, so materialised),
+   * but: times another tensor; the unary result an output; the product
+   * an output */
+  int sy = un(f, IR_OP_SIGMOID, y), my = bin(f, IR_OP_MUL, w, sy);
+  out(f, "d", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, my, x), (ir_attrs){.axis = 1}));
+  out(f, "d2", op1(f, IR_OP_SUM, bin(f, IR_OP_ADD, sy, my), (ir_attrs){.axis = 0}));
+  int sw = un(f, IR_OP_SIGMOID, w), mw = bin(f, IR_OP_MUL, sw, w);
+  out(f, "sw", sw);
+  out(f, "e", op1(f, IR_OP_SUM, bin(f, IR_OP_MUL, mw, y), (ir_attrs){.axis = 1}));
+  out(f, "e2", op1(f, IR_OP_SUM, bin(f, IR_OP_ADD, mw, x), (ir_attrs){.axis = 0}));
+  int ey = un(f, IR_OP_EXP, z);
+  out(f, "g", bin(f, IR_OP_MUL, ey, z));
+  out(f, "g2", op1(f, IR_OP_SUM, bin(f, IR_OP_ADD, ey, x), (ir_attrs){.axis = 0}));
+  check_siblings(f, 2); /* px, pz */
+  ir_func_free(f);
+}
+
 /* A sigmoid of a materialised softplus's input (the softplus's VJP) is
  * made in the softplus's loop from its exp (plan.c mark_siblings): the
  * same values bit for bit as computed apart (no_fuse), both against the
@@ -2243,6 +2277,7 @@ int main(void) {
       cmocka_unit_test(fusion_corners),
       cmocka_unit_test(softplus_sigmoid_siblings),
       cmocka_unit_test(sums_in_their_operands_loop),
+      cmocka_unit_test(products_with_their_input),
       cmocka_unit_test(twins_share_a_function),
       cmocka_unit_test(upto_the_row_read),
       cmocka_unit_test(hoisted_work_prepared_once),
