@@ -112,10 +112,11 @@ typedef struct {
   LLVMValueRef t;
   int nt;      /* reverse: steps per pass over the states, t down */
   int nt_max;  /* reverse: steps per pass where there are that many */
-  bool rows_t; /* reverse: part holds a row pair per step [L,2N] (blocks
-                  in turn, block_passes), not per step of one pass */
   int64_t z;   /* reverse: dy's rows before z are zeros */
-  bool bmaj;   /* kept states and decays block by block (kept()) */
+  bool bmaj;   /* block by block (cg_scan_by_block): the kept states and
+                  decays so laid out (kept()), the reverse's partial sums
+                  a row pair per step [L,2N] (block_passes), not per step
+                  of one pass */
   int64_t kst; /* floats between one step's kept values and the next's */
   bool nonpos; /* delta A <= 0 known (nonneg, nonpos): no upper clamp */
   bool decays; /* forward: fwd_block makes the decays (else decay_block) */
@@ -234,7 +235,7 @@ static void block_steps(cg_ctx *c, LLVMValueRef e0, void *ud) {
  * (decay_block). */
 static void steps(cg_ctx *c, sweep *w, LLVMValueRef t0, LLVMValueRef t1) {
   bool fused = c->isa >= CG_ISA_AVX512;
-  if (fused && w->bmaj) {
+  if (w->bmaj) { /* AVX-512 too */
     w->t0 = t0, w->t1 = t1, w->decays = true;
     blocks(c, w->E, FUSED_VW, block_steps, w);
     w->decays = false;
@@ -350,7 +351,8 @@ static void acc_row(cg_ctx *c, sweep *w, LLVMValueRef at, LLVMValueRef x, LLVMVa
  * in one pass over s keep the carry G and dA^T in registers between
  * them and load the state between them once (step t's h_{t-1} is step
  * t-1's h_t): the same operations in the same order as one step at a
- * time. Step k's partial sums are part's rows [2N k, 2N (k+1)). */
+ * time. Step k's partial sums are part's rows [2N k, 2N (k+1)), or
+ * (w->bmaj) step t-k's rows [2N (t-k), 2N (t-k+1)). */
 static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
   int64_t st = w->kst, N = w->N; /* from one step's kept values to the next's */
@@ -378,7 +380,7 @@ static void bwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
     LLVMValueRef Bs = bcast(c, w->pbc, cg_add(c, bc[k], s));
     /* partial sums over e: lanes of part[s] (B) and part[N+s] (C), of
      * this step's rows */
-    LLVMValueRef rk = w->rows_t ? cg_mulk(c, cg_addk(c, w->t, -k), 2 * N) : cg_i64(c, 2 * N * k);
+    LLVMValueRef rk = w->bmaj ? cg_mulk(c, cg_addk(c, w->t, -k), 2 * N) : cg_i64(c, 2 * N * k);
     LLVMValueRef pB = cg_mulk(c, cg_add(c, rk, s), PW);
     LLVMValueRef pC = cg_mulk(c, cg_add(c, cg_addk(c, rk, N), s), PW);
     if (g[k]) {
@@ -505,7 +507,7 @@ static void passes(cg_ctx *c, sweep *w, int nt, void (*fn)(cg_ctx *, sweep *, vo
 static void pass_all_blocks(cg_ctx *c, sweep *w, void *pdbc) { bwd_step(c, w, pdbc); }
 static void pass_one_block(cg_ctx *c, sweep *w, void *e0) { bwd_block(c, e0, w); }
 
-/* Every reverse step for the channels at e0 (w->rows_t). */
+/* Every reverse step for the channels at e0 (w->bmaj). */
 static void block_passes(cg_ctx *c, LLVMValueRef e0, void *ud) {
   sweep *w = ud;
   passes(c, w, w->nt_max, pass_one_block, e0);
@@ -563,9 +565,8 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
    * scan, its layout and kept_arrays' offset, mamba d 64's kernel 1.2-1.9%
    * faster, in-process A/B, the same outputs). */
   int nt = c->isa >= CG_ISA_AVX512 ? CG_SCAN_STEPS : 1;
-  w.rows_t = w.bmaj;
-  cg_zero(c, w.pG, 2 * w.B + (w.rows_t ? L : CG_SCAN_STEPS) * 2 * N * PW); /* G, dA^T, part */
-  if (!w.rows_t) {
+  cg_zero(c, w.pG, 2 * w.B + (w.bmaj ? L : CG_SCAN_STEPS) * 2 * N * PW); /* G, dA^T, part */
+  if (!w.bmaj) {
     passes(c, &w, nt, pass_all_blocks, pdbc);
   } else {
     w.nt_max = nt;
