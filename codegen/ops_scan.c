@@ -294,13 +294,19 @@ static void kept_arrays(cg_ctx *c, sweep *w, int sH, int sa) {
   w->pa = cg_gep(c, c->f32, w->pa, cg_i64(c, ((2048 - d) % 4096 + 4096) % 4096 / 4));
 }
 
+/* The distances of w's [N,E] blocks and kept values (E and N set). */
+static void layout(cg_ctx *c, sweep *w) {
+  w->B = cg_scan_block(w->N * w->E);
+  w->bmaj = cg_scan_by_block(c, w->E);
+  w->kst = w->bmaj ? 16 * w->N : w->B;
+}
+
 void cg_emit_scan(cg_ctx *c, int v) {
   const ir_node *n = &c->f->nodes[v];
   const cg_node_plan *q = &c->p->node[v];
   sweep w = {.L = n->type.dim[0], .E = n->type.dim[1],
              .N = c->f->nodes[n->in[2]].type.dim[1]};
-  w.B = cg_scan_block(w.N * w.E);
-  w.bmaj = cg_scan_by_block(c, w.E), w.kst = w.bmaj ? 16 * w.N : w.B;
+  layout(c, &w);
   w.pu = cg_ptr(c, n->in[0]), w.pd = cg_ptr(c, n->in[1]), w.ld = w.E;
   w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v), w.y_from = q->first_row;
   w.nonpos = nonneg(c->f, n->in[1]) && nonpos(c->f, n->in[2]);
@@ -506,6 +512,10 @@ static void passes(cg_ctx *c, sweep *w, int nt, void (*fn)(cg_ctx *, sweep *, vo
 
 static void pass_all_blocks(cg_ctx *c, sweep *w, void *pdbc) { bwd_step(c, w, pdbc); }
 static void pass_one_block(cg_ctx *c, sweep *w, void *e0) { bwd_block(c, e0, w); }
+/* step w->t's row of dbc, once every block is done (w->bmaj) */
+static void pass_sums(cg_ctx *c, sweep *w, void *pdbc) {
+  step_sums(c, w, cg_gep(c, c->f32, w->part, cg_mulk(c, w->t, 2 * w->N * PW)), w->t, pdbc);
+}
 
 /* Every reverse step for the channels at e0 (w->bmaj). */
 static void block_passes(cg_ctx *c, LLVMValueRef e0, void *ud) {
@@ -519,8 +529,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   const ir_type *dyt = &c->f->nodes[n->in[3]].type;
   sweep w = {.L = dyt->dim[0], .E = dyt->dim[1], .N = c->f->nodes[n->in[1]].type.dim[1]};
   int64_t L = w.L, E = w.E, N = w.N, NE = N * E;
-  w.B = cg_scan_block(NE);
-  w.bmaj = cg_scan_by_block(c, E), w.kst = w.bmaj ? 16 * N : w.B;
+  layout(c, &w);
   LLVMValueRef po = cg_ptr(c, v);
   const ir_node *ud = &c->f->nodes[n->in[0]];
   if (c->p->node[n->in[0]].kind == CG_FUSED) { /* concat(u, delta), not copied */
@@ -571,17 +580,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
   } else {
     w.nt_max = nt;
     blocks(c, E, VW, block_passes, &w);
-    LLVMValueRef pdy = w.pdy;
-    for (int part = 0; part < 2; part++) { /* dbc's rows, with dy and without */
-      int64_t lo = part ? 0 : w.z, hi = part ? w.z : L;
-      if (lo == hi) continue;
-      w.pdy = part ? NULL : pdy;
-      cg_loop lt;
-      LLVMValueRef t = cg_for(c, &lt, cg_i64(c, lo), cg_i64(c, hi));
-      step_sums(c, &w, cg_gep(c, c->f32, w.part, cg_mulk(c, t, 2 * N * PW)), t, pdbc);
-      cg_endfor(c, &lt);
-    }
-    w.pdy = pdy;
+    passes(c, &w, 1, pass_sums, pdbc);
   }
   cg_transpose(c, pdA, w.pdAT, N, E);
 }
