@@ -240,8 +240,9 @@ static bool scan_operands(const ir_func *f, const cg_plan *p, int v,
  * p's loop (ops_ew.c), from p's exp: its readers load it instead of
  * running the exp again. x must have storage, so that nothing else is
  * fused into s; neither is an output, placed, hoisted or cut at a row.
- * Also a sum of such a result over an outer axis, added up in its loop.
- * A fusion: not with cg_options.no_fuse. */
+ * Also a product of a unary result with its own input (silu), made in
+ * the result's loop, and a sum of such a result over an outer axis,
+ * added up in its loop. A fusion: not with cg_options.no_fuse. */
 /* v may take part in a sibling pair: not placed in a concat, not made by
  * the prep entry, not cut at a row, not in a pair already */
 static bool unbound(const cg_plan *p, int v) {
