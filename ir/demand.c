@@ -14,7 +14,9 @@
  * their other axes, ...). The requests of several users join (the hull
  * of static ranges along one axis, else everything). Then every node is
  * rebuilt over just its part, with slices (or row selects) where a whole
- * value meets a smaller request. Leaves are never cut.
+ * value meets a smaller request. Leaves are never cut. One rule looks
+ * past an input: a scan read at some rows needs C = x W_C at those rows
+ * only (splits_c).
  *
  * Causal softmax rows. A static suffix of the query rows keeps its mask
  * (key j of row i is masked when j > i + Lk - Lq, counted from the last
@@ -261,23 +263,83 @@ static int softmax_row(rw *w, int x1, int p, int Lq) {
   return xm < 0 ? -1 : ir_add(w->g, IR_OP_SOFTMAX, &xm, 1, &none, NULL, NULL, w->err);
 }
 
+/* Is v a scan read only at the static rows d (along time) whose bc is a
+ * product x W (W maybe transposed) that nothing else reads? Then the
+ * rows' y need C at those rows alone: y[t] reads C[t], and the state h
+ * reads B only. The scan is kept whole (the codegen computes y at the
+ * rows read, plan.c first_row) but takes
+ *   bc' = concat(B, pad(C at d)),  B = bc's first N columns,
+ *   C at d = x[d] W_C:  a product of |d| rows instead of L,
+ * whose gradient is as small (training's last layer: x_proj's C part
+ * and both its VJP products shrink from L rows to one). bc' equals bc on
+ * every row that a read y depends on. */
+static bool splits_c(const ir_func *f, int v, range d, const int *users) {
+  const ir_node *n = &f->nodes[v];
+  if (n->op != IR_OP_SCAN || is_full(d) || d.axis != 0 || d.dyn >= 0) return false;
+  const ir_node *bc = &f->nodes[n->in[3]];
+  return bc->op == IR_OP_MATMUL && !bc->attr.ta && bc->type.rank == 2 &&
+         users[n->in[3]] == 1;
+}
+
+/* The requests of a splits_c scan v (d its rows): u, delta and A whole;
+ * bc its B columns; for C, x's rows d and W's C part. */
+static void split_requests(const ir_func *f, int v, range d, range *dem) {
+  const ir_node *n = &f->nodes[v], *bc = &f->nodes[n->in[3]];
+  int N = bc->type.dim[1] / 2;
+  for (int i = 0; i < 3; i++) join(&dem[n->in[i]], FULL);
+  join(&dem[n->in[3]], on(1, 0, N));
+  join(&dem[bc->in[0]], on(0, d.lo, d.hi));
+  join(&dem[bc->in[1]], on(bc->attr.tb ? 0 : 1, N, 2 * N));
+}
+
+/* Rebuilds splits_c scan v of f read at rows d (see there). */
+static int split_scan(rw *w, const ir_func *f, int v, range d, const range *dem) {
+  const ir_node *n = &f->nodes[v], *bc = &f->nodes[n->in[3]];
+  int N = bc->type.dim[1] / 2, L = bc->type.dim[0], x = bc->in[0], W = bc->in[1];
+  int in[4], mm[2], pieces[2];
+  for (int i = 0; i < 3; i++) in[i] = w->id[n->in[i]];
+  if ((pieces[0] = fetch(w, w->id[n->in[3]], dem[n->in[3]], on(1, 0, N))) < 0 ||
+      (mm[0] = fetch(w, w->id[x], dem[x], on(0, d.lo, d.hi))) < 0 ||
+      (mm[1] = fetch(w, w->id[W], dem[W], on(bc->attr.tb ? 0 : 1, N, 2 * N))) < 0)
+    return -1;
+  ir_attrs ma = bc->attr, pa = {.axis = 0, .start = d.lo, .end = L - d.hi}, ca = {.axis = 1};
+  int c = ir_add(w->g, IR_OP_MATMUL, mm, 2, &ma, NULL, NULL, w->err);
+  if (c < 0 || (pieces[1] = ir_add(w->g, IR_OP_PAD, &c, 1, &pa, NULL, NULL, w->err)) < 0 ||
+      (in[3] = ir_add(w->g, IR_OP_CONCAT, pieces, 2, &ca, NULL, NULL, w->err)) < 0)
+    return -1;
+  ir_attrs sa = n->attr;
+  return ir_add(w->g, IR_OP_SCAN, in, 4, &sa, NULL, NULL, w->err);
+}
+
 ir_func *ir_pass_demand(const ir_func *f, ir_error *err) {
   int n = f->n_nodes;
   range *dem = malloc(sizeof *dem * ((size_t)n + 1));
+  range *split = malloc(sizeof *split * ((size_t)n + 1)); /* splits_c rows */
   int *id = malloc(sizeof *id * ((size_t)n + 1));
-  if (!dem || !id) abort();
+  int *users = calloc((size_t)n + 1, sizeof *users);
+  if (!dem || !split || !id || !users) abort();
+  for (int v = 0; v < n; v++)
+    for (int i = 0; i < f->nodes[v].n_in; i++) users[f->nodes[v].in[i]]++;
+  for (int j = 0; j < f->n_outs; j++) users[f->outs[j].node]++;
   for (int v = 0; v < n; v++) dem[v] = (range){-2, 0, 0, -1};
   for (int j = 0; j < f->n_outs; j++) dem[f->outs[j].node] = FULL;
   for (int v = n - 1; v >= 0; v--) {
     const ir_node *nd = &f->nodes[v];
     range d = dem[v].axis == -2 ? FULL : dem[v];
     range req[IR_MAX_INPUTS];
+    split[v] = FULL;
     if (!is_full(d) && d.dyn < 0 && d.lo == 0 && d.hi == nd->type.dim[d.axis]) d = FULL;
     if (!is_full(d) && d.dyn >= 0 && nd->type.dim[d.axis] == 1) d = FULL;
     if (!is_full(d) && ir_op_is_leaf(nd->op) && nd->op != IR_OP_FILL) d = FULL;
     /* a run-time row of v: its inputs' rows are selected at v, after the
      * position (a user selects the row of a whole v itself) */
     if (!is_full(d) && d.dyn >= v) d = FULL;
+    if (splits_c(f, v, d, users)) {
+      split[v] = d;
+      dem[v] = FULL;
+      split_requests(f, v, d, dem);
+      continue;
+    }
     if (!is_full(d) && !rule(f, v, d, req)) d = FULL;
     dem[v] = d;
     for (int i = 0; i < nd->n_in; i++) join(&dem[nd->in[i]], needs(f, v, d, i));
@@ -299,7 +361,9 @@ ir_func *ir_pass_demand(const ir_func *f, ir_error *err) {
     }
     if (rc) break;
     int R = nd->type.rank;
-    if (nd->op == IR_OP_SELECT_ROW) { /* needs() fetched x's row: [1, ...] */
+    if (!is_full(split[v])) {
+      id[v] = split_scan(&w, f, v, split[v], dem);
+    } else if (nd->op == IR_OP_SELECT_ROW) { /* needs() fetched x's row: [1, ...] */
       ir_type t = nd->type;
       id[v] = ir_add(w.g, IR_OP_RESHAPE, in, 1, NULL, &t, NULL, err);
     } else if (nd->op == IR_OP_SLICE && (is_full(d) || d.axis == nd->attr.axis)) {
@@ -320,7 +384,9 @@ ir_func *ir_pass_demand(const ir_func *f, ir_error *err) {
   for (int j = 0; j < f->n_outs && rc == 0; j++)
     if (ir_add_output(w.g, f->outs[j].name, id[f->outs[j].node], err) < 0) rc = -1;
   free(dem);
+  free(split);
   free(id);
+  free(users);
   if (rc) {
     ir_func_free(w.g);
     return NULL;

@@ -386,6 +386,48 @@ static void causal_row_at_runtime(void **state) {
   ir_func_free(f);
 }
 
+/* A scan read at some rows with bc = x W: C is made at those rows only
+ * (ir/demand.c splits_c), B at all; the same values. For W transposed
+ * or not, the first and the last row; not when bc has another reader. */
+static void scan_c_at_rows_read(void **state) {
+  (void)state;
+  enum { L = 6, C = 4, N = 3, K = 5 };
+  for (int k = 0; k < 6; k++) {
+    bool tb = k & 1, last = k & 2, shared = k & 4;
+    ir_func *f = ir_func_new();
+    int u = leaf(f, "u", F(L, C)), d = leaf(f, "d", F(L, C));
+    int A = op1(f, IR_OP_NEG, leaf(f, "A", F(C, N)), (ir_attrs){0});
+    int x = leaf(f, "x", F(L, K));
+    int W = tb ? leaf(f, "W", F(2 * N, K)) : leaf(f, "W", F(K, 2 * N));
+    int bc = op2(f, IR_OP_MATMUL, x, W, (ir_attrs){.tb = tb});
+    int in[4] = {u, d, A, bc};
+    int y = OK(ir_add(f, IR_OP_SCAN, in, 4, NULL, NULL, NULL, &E));
+    int r = last ? L - 1 : 0;
+    OK(ir_add_output(f, "y", op1(f, IR_OP_SLICE, y, (ir_attrs){.axis = 0, .start = r, .end = r + 1}), &E));
+    if (shared) OK(ir_add_output(f, "bc", bc, &E));
+    char label[64];
+    snprintf(label, sizeof label, "scan C, tb %d, row %d%s", tb, r, shared ? ", bc shared" : "");
+    check_same(f, 0, label);
+    ir_func *g = ir_pass_demand(f, &E);
+    assert_non_null(g);
+    int rows_of_c = 0, pads = 0;
+    for (int v = 0; v < g->n_nodes; v++) {
+      const ir_node *n = &g->nodes[v];
+      if (n->op == IR_OP_MATMUL && n->type.dim[0] == 1 && n->type.dim[1] == N) rows_of_c++;
+      if (n->op == IR_OP_PAD) {
+        pads++;
+        assert_int_equal(n->attr.start, r);
+        assert_int_equal(n->attr.end, L - 1 - r);
+      }
+    }
+    if (rows_of_c != !shared || pads != !shared)
+      fail_msg("%s: %d one-row C products, %d pads", label, rows_of_c, pads);
+    if (!shared) assert_true(cg_flops(g) < cg_flops(f));
+    ir_func_free(g);
+    ir_func_free(f);
+  }
+}
+
 static void bind_scalar(void **state) {
   (void)state;
   ir_func *f = ir_func_new();
@@ -546,6 +588,7 @@ int main(void) {
       cmocka_unit_test(every_op_matches),
       cmocka_unit_test(causal_suffix_only),
       cmocka_unit_test(causal_row_at_runtime),
+      cmocka_unit_test(scan_c_at_rows_read),
       cmocka_unit_test(bind_scalar),
       cmocka_unit_test(model_functions_match),
       cmocka_unit_test(model_functions_runtime_pos),
