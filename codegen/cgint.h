@@ -44,6 +44,12 @@ typedef struct {
                   id (the scan saves its states and decay factors in its
                   scratch 1 and 2, kept until the scan_bwd, which reads
                   them instead of running the recurrence again), or -1 */
+  int addend;  /* matmul, conv1d(_bwd_x): a node it adds to its result
+                  as it stores it
+                  (the add that was its one reader, plan.c fold_adds:
+                  of its shape, or a row [N] broadcast), or -1 */
+  int folded;  /* CG_ALIAS add: the matmul that computes it (addend), or
+                  -1 (an alias is its input 0's bytes) */
   int into;    /* CG_MAT: the concat whose buffer holds it, at element
                   into_off (its one user; see place_concats), or -1 */
   int64_t into_off;
@@ -83,6 +89,7 @@ typedef struct {
   int n_mat, n_fused, n_placed, n_upto; /* n_upto counts prefix nodes too */
   int n_hoisted;                        /* hoist and prep nodes */
   int n_siblings;                       /* sibling pairs (mark_siblings) */
+  int n_folded;                         /* adds folded (fold_adds) */
   int upto_at; /* with rows_to_pos: the i32 leaf of the row read, or -1 */
   bool *accumulate; /* per output: added into its buffer (cg_options) */
 } cg_plan;
@@ -328,6 +335,8 @@ void cg_emit_reduce(cg_ctx *c, int v);
 void cg_emit_matmul(cg_ctx *c, int v);            /* ops_matmul.c */
 int64_t cg_matmul_scratch(const ir_func *f, int v); /* bytes for B' */
 int cg_matmul_copied(const ir_func *f, int v); /* cg_copied_operand */
+/* Whether matmul v can add an addend (cg_node_plan.addend) as it stores */
+bool cg_matmul_can_add(const ir_func *f, int v);
 /* Whether a kernel for an AVX-512 host should run 512-bit code (ops_matmul.c:
  * it weighs its matmuls): cg_ctx.wide. */
 bool cg_wide_kernel(const ir_func *f, const cg_plan *p);
@@ -341,6 +350,7 @@ void cg_emit_onehot(cg_ctx *c, int v);
 void cg_emit_cross_entropy(cg_ctx *c, int v);
 void cg_emit_conv1d(cg_ctx *c, int v);            /* ops_seq.c */
 int64_t cg_conv_scratch(const ir_func *f, int v); /* bytes for w^T */
+bool cg_conv_can_add(const ir_func *f, int v);      /* cg_matmul_can_add's */
 void cg_emit_conv1d_bwd_x(cg_ctx *c, int v);
 void cg_emit_conv1d_bwd_w(cg_ctx *c, int v);
 void cg_emit_rope(cg_ctx *c, int v);                /* ops_seq.c */

@@ -154,6 +154,8 @@ typedef struct {
                                       loop: a softplus's VJP sigmoid, a
                                       silu's product x sigmoid(x), a
                                       column sum of the group's result */
+  int n_folded;                    /* adds made by the matmul or conv1d
+                                      they read, as it stores */
   int n_slots;                     /* arena slots */
   size_t arena_bytes;
   int n_units;                     /* modules compiled in parallel */

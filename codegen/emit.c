@@ -59,6 +59,7 @@ LLVMValueRef cg_ptr(cg_ctx *c, int v) {
                                     cg_i64(c, q->into_off));
     return q->out >= 0 ? c->out[q->out] : c->slot[q->slot];
   case CG_ALIAS: {
+    if (q->folded >= 0) return cg_ptr(c, q->folded);
     const ir_node *n = &c->f->nodes[v];
     LLVMValueRef base = cg_ptr(c, n->in[0]);
     if (n->op != IR_OP_SLICE || n->attr.start == 0) return base;

@@ -214,6 +214,7 @@ static int build(const ir_func *f, const cg_options *opt, int n,
     st->n_upto = plan->n_upto;
     st->n_hoisted = plan->n_hoisted;
     st->n_siblings = plan->n_siblings;
+    st->n_folded = plan->n_folded;
     st->n_slots = plan->n_slots;
     st->arena_bytes = (size_t)plan->arena_bytes;
     st->n_units = n;

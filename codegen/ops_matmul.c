@@ -28,6 +28,8 @@ typedef struct {
   LLVMTypeRef vt;
   int vw; /* lanes of vt: VW, or ZW on an AVX-512 host where N allows */
   LLVMValueRef pa, pb, po; /* A, B (or its copy), out, at this batch */
+  LLVMValueRef px;         /* the addend (plan.c fold_adds), or NULL */
+  bool xrow;               /* px is one row [N], added to every row */
   int64_t M, N, K, ldb;
   bool ta;
   LLVMValueRef p0, p1; /* the inner range of the current row block */
@@ -92,11 +94,15 @@ static void tile(cg_ctx *c, mm *m, int rows, int u, LLVMValueRef i0,
         for (int s = 0; s < w / 2; s++) sum[s] = cg_fadd(c, sum[2 * s], sum[2 * s + 1], 0);
       LLVMValueRef v = sum[0];
       LLVMValueRef at = cg_add(c, orow, cg_addk(c, j0, k * m->vw));
+      LLVMValueRef xat = m->xrow ? cg_addk(c, j0, k * m->vw) : at;
       if (k == u - 1 && part > 0) {
-        for (int e = 0; e < part; e++)
-          cg_store(c, LLVMBuildExtractElement(c->B, v, cg_i32c(c, e), ""), m->po,
-                   cg_addk(c, at, e));
+        for (int e = 0; e < part; e++) {
+          LLVMValueRef s = LLVMBuildExtractElement(c->B, v, cg_i32c(c, e), "");
+          if (m->px) s = cg_fadd(c, s, cg_loadf(c, m->px, cg_addk(c, xat, e)), 0);
+          cg_store(c, s, m->po, cg_addk(c, at, e));
+        }
       } else {
+        if (m->px) v = cg_fadd(c, v, vload(c, m, m->px, xat), 0);
         LLVMValueRef s = LLVMBuildStore(c->B, v, cg_gep(c, c->f32, m->po, at));
         LLVMSetAlignment(s, 4);
       }
@@ -236,8 +242,12 @@ static void emit_dot(cg_ctx *c, int v) {
     LLVMBuildStore(c->B, cg_fmuladd(c, cg_loadf(c, pa, cg_addk(c, arow, q)),
                                     cg_loadf(c, pb, cg_addk(c, brow, q)),
                                     LLVMBuildLoad2(c->B, c->f32, tail, "")), tail);
-  cg_store(c, LLVMBuildLoad2(c->B, c->f32, tail, ""), po,
-           cg_add(c, cg_mulk(c, cg_add(c, cg_mulk(c, b, M), i), N), j));
+  LLVMValueRef o = cg_add(c, cg_mulk(c, cg_add(c, cg_mulk(c, b, M), i), N), j);
+  LLVMValueRef sum = LLVMBuildLoad2(c->B, c->f32, tail, "");
+  int x = c->p->node[v].addend; /* rank 2 (cg_matmul_can_add): b = 0 */
+  if (x >= 0)
+    sum = cg_fadd(c, sum, cg_loadf(c, cg_ptr(c, x), ir_numel(&c->f->nodes[x].type) == N ? j : o), 0);
+  cg_store(c, sum, po, o);
   cg_endfor(c, &lj);
   cg_endfor(c, &li);
   cg_endfor(c, &lb);
@@ -267,6 +277,10 @@ bool cg_wide_kernel(const ir_func *f, const cg_plan *p) {
     if (g.N % ZW == 0) wide += w;
   }
   return all > 0 && 2 * wide >= all;
+}
+
+bool cg_matmul_can_add(const ir_func *f, int v) {
+  return f->nodes[v].type.rank == 2 && !geometry(f, v).swap;
 }
 
 int64_t cg_matmul_scratch(const ir_func *f, int v) {
@@ -329,6 +343,8 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   LLVMValueRef boff = cg_mulk(c, b, m.K * m.N);
   m.pa = cg_gep(c, c->f32, pa, cg_mulk(c, b, m.M * m.K));
   m.po = cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
+  int x = c->p->node[v].addend; /* rank 2 (cg_matmul_can_add): b = 0 */
+  if (x >= 0) m.px = cg_ptr(c, x), m.xrow = ir_numel(&c->f->nodes[x].type) == m.N && m.M > 1;
   if (copy) {
     if (cg_copies(c, v)) copy_b(c, &m, g.tb, pb, boff, scratch, npad);
     m.pb = scratch, m.ldb = npad;

@@ -25,6 +25,20 @@ static LLVMValueRef fmul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
 typedef enum { CONV_FWD, CONV_BWD_X, CONV_BWD_W } conv_kind;
 enum { MAX_TAPS = 16 }; /* taps held in registers (rows_vec, bwd_w_vec) */
 
+/* What fwd / bwd_x add to their rows as they store them (plan.c
+ * fold_adds): p NULL, or a row [E] (row) or a whole [L,E]. */
+typedef struct {
+  LLVMValueRef p;
+  bool row;
+} addend;
+
+/* acc, the sums of row t at channels e, plus the addend's values there */
+static LLVMValueRef plus(cg_ctx *c, const addend *ad, LLVMValueRef acc, LLVMValueRef t,
+                         int64_t E, LLVMValueRef e) {
+  if (!ad->p) return acc;
+  return cg_fadd(c, acc, cg_vload(c, ad->p, ad->row ? e : cg_add(c, cg_mulk(c, t, E), e)), 0);
+}
+
 /* Rows t0 <= t < t1 of fwd / bwd_x in explicit vectors of c->vw lanes
  * over e (E a multiple of them), and below `upto` where that is set (a
  * row count known when the kernel runs): per row and block of channels
@@ -33,7 +47,7 @@ enum { MAX_TAPS = 16 }; /* taps held in registers (rows_vec, bwd_w_vec) */
  * skipped. */
 static void rows_vec(cg_ctx *c, conv_kind kind, int64_t L, int64_t E, int64_t W,
                      LLVMValueRef px, LLVMValueRef wt, LLVMValueRef po, int64_t t0,
-                     int64_t t1, bool checked, LLVMValueRef upto) {
+                     int64_t t1, bool checked, LLVMValueRef upto, const addend *ad) {
   if (t0 >= t1) return;
   cg_loop lt, le;
   LLVMValueRef end = upto ? cg_imin(c, upto, cg_i64(c, t1)) : cg_i64(c, t1);
@@ -50,7 +64,7 @@ static void rows_vec(cg_ctx *c, conv_kind kind, int64_t L, int64_t E, int64_t W,
       LLVMValueRef src = kind == CONV_FWD ? cg_addk(c, t, k - (W - 1)) : cg_addk(c, t, W - 1 - k);
       acc = cg_fmuladd(c, w[k], cg_vload(c, px, cg_add(c, cg_mulk(c, src, E), e)), acc);
     }
-    cg_vstore(c, acc, po, cg_add(c, cg_mulk(c, t, E), e));
+    cg_vstore(c, plus(c, ad, acc, t, E, e), po, cg_add(c, cg_mulk(c, t, E), e));
     cg_endfor(c, &lt);
     cg_endfor(c, &le);
     return;
@@ -71,7 +85,7 @@ static void rows_vec(cg_ctx *c, conv_kind kind, int64_t L, int64_t E, int64_t W,
     LLVMBuildStore(c->B, cg_fmuladd(c, w, x, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc, "")), acc);
     if (merge) cg_endif(c, merge);
   }
-  cg_vstore(c, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc, ""), po,
+  cg_vstore(c, plus(c, ad, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc, ""), t, E, e), po,
             cg_add(c, cg_mulk(c, t, E), e));
   cg_endfor(c, &le);
   cg_endfor(c, &lt);
@@ -102,6 +116,12 @@ static void bwd_w_vec(cg_ctx *c, int64_t L, int64_t E, int64_t W, LLVMValueRef p
   for (int64_t k = 0; k < W; k++)
     cg_vstore(c, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc[k], ""), wt, cg_addk(c, e, k * E));
   cg_endfor(c, &le);
+}
+
+bool cg_conv_can_add(const ir_func *f, int v) {
+  const ir_node *n = &f->nodes[v];
+  return (n->op == IR_OP_CONV1D || n->op == IR_OP_CONV1D_BWD_X) &&
+         f->nodes[n->in[0]].type.dim[1] % 8 == 0 && f->nodes[n->in[1]].type.dim[1] <= MAX_TAPS;
 }
 
 int64_t cg_conv_scratch(const ir_func *f, int v) {
@@ -137,9 +157,11 @@ static void conv(cg_ctx *c, int v, conv_kind kind) {
     /* the rows whose taps all lie in 0..L-1, and the few checked */
     int64_t a = kind == CONV_FWD ? (W - 1 < L ? W - 1 : L) : 0;
     int64_t b = kind == CONV_FWD ? L : (L - W + 1 > 0 ? L - W + 1 : 0);
-    rows_vec(c, kind, L, E, W, p0, wt, po, 0, a, true, upto);
-    rows_vec(c, kind, L, E, W, p0, wt, po, a, b, false, upto);
-    rows_vec(c, kind, L, E, W, p0, wt, po, b, L, true, upto);
+    int x = c->p->node[v].addend;
+    addend ad = {x >= 0 ? cg_ptr(c, x) : NULL, x >= 0 && ir_numel(&c->f->nodes[x].type) == E};
+    rows_vec(c, kind, L, E, W, p0, wt, po, 0, a, true, upto, &ad);
+    rows_vec(c, kind, L, E, W, p0, wt, po, a, b, false, upto, &ad);
+    rows_vec(c, kind, L, E, W, p0, wt, po, b, L, true, upto, &ad);
     c->vw = 0;
     return;
   }

@@ -309,6 +309,45 @@ static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *i
   }
 }
 
+/* An add of a matmul's product (the add its one reader) and a value in
+ * memory before the matmul runs (a bias row, the residual stream, an
+ * earlier such sum): the matmul adds it to each tile as it stores it,
+ * and the add becomes its product's bytes (CG_ALIAS, folded): one pass
+ * over the result fewer, the same bits (the sum over p, then the
+ * addend, as the add did). So too a convolution's (conv1d + bias).
+ * Not where rows are cut (upto, prefix), the causal mask shapes the
+ * product, or another plan already claims either node. */
+static void fold_adds(const ir_func *f, cg_plan *p, const bool *is_out, const int *n_users) {
+  for (int a = 0; a < f->n_nodes; a++) {
+    const ir_node *n = &f->nodes[a];
+    cg_node_plan *qa = &p->node[a];
+    if (n->op != IR_OP_ADD || n->type.dtype != IR_F32 || is_out[a] ||
+        (qa->kind != CG_MAT && qa->kind != CG_FUSED) || qa->sibling >= 0 || qa->into >= 0 ||
+        qa->hoist || qa->upto || qa->prefix || qa->lower)
+      continue;
+    for (int i = 0; i < 2; i++) {
+      int m = n->in[i], x = n->in[1 - i];
+      cg_node_plan *qm = &p->node[m];
+      const ir_type *xt = &f->nodes[x].type, *t = &n->type;
+      cg_kind xk = p->node[x].kind;
+      bool row = xt->dim[xt->rank - 1] == t->dim[t->rank - 1] &&
+                 ir_numel(xt) == t->dim[t->rank - 1];
+      bool can = f->nodes[m].op == IR_OP_MATMUL ? cg_matmul_can_add(f, m) : cg_conv_can_add(f, m);
+      if (!can || qm->kind != CG_MAT || n_users[m] != 1 ||
+          is_out[m] || qm->into >= 0 || qm->sibling >= 0 || qm->hoist || qm->upto ||
+          qm->prefix || qm->lower || qm->addend >= 0 || !same_dims(&f->nodes[m].type, t) ||
+          (x > m && xk != CG_LEAF && !p->node[x].hoist) ||
+          !(same_dims(xt, t) || row) ||
+          !(xk == CG_MAT || xk == CG_LEAF || xk == CG_ALIAS))
+        continue;
+      qm->addend = x;
+      qa->kind = CG_ALIAS, qa->root = -1, qa->folded = m;
+      p->n_folded++;
+      break;
+    }
+  }
+}
+
 /* Kinds, in reverse order so that every user is decided first. */
 static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
                          const bool *is_out, int **users, const int *n_users,
@@ -705,6 +744,7 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
   causal_shapes(f, p, is_out, users, n_users);
   for (int v = 0; v < n; v++) {
     p->node[v].pair = p->node[v].into = p->node[v].read_at = -1;
+    p->node[v].addend = p->node[v].folded = -1;
     if (f->nodes[v].op == IR_OP_SCAN && live[v]) {
       p->node[v].first_row = first_row(f, v, users, n_users, is_out);
       p->node[v].read_at = read_at(f, p, v, users, n_users, is_out);
@@ -723,6 +763,7 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
   }
   if (hoist) mark_hoist(f, p, is_out);
   mark_siblings(f, p, fuse, is_out, users, n_users);
+  if (fuse) fold_adds(f, p, is_out, n_users);
 
   for (int v = 0; v < n; v++) {
     cg_node_plan *q = &p->node[v];
@@ -732,7 +773,7 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
       q->leaf = p->n_leaves;
       p->leaf_node[p->n_leaves++] = v;
     }
-    owner[v] = q->kind == CG_ALIAS ? owner[f->nodes[v].in[0]] : v;
+    owner[v] = q->kind != CG_ALIAS ? v : owner[q->folded >= 0 ? q->folded : f->nodes[v].in[0]];
     lu[v] = -1;
     bucket[v] = -1;
     if (q->kind == CG_MAT) p->n_mat++;
@@ -765,6 +806,7 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
       int o = owner[f->nodes[w].in[i]];
       if (t > lu[o]) lu[o] = t;
     }
+    if (q->addend >= 0 && t > lu[owner[q->addend]]) lu[owner[q->addend]] = t;
   }
   bucket[n] = -1;
   /* What the prep entry makes lives from one batch to the next: slots of

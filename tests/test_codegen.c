@@ -1392,6 +1392,69 @@ static void softplus_sigmoid_siblings(void **state) {
   ir_func_free(f);
 }
 
+/* An add of a matmul's or a convolution's result, its one reader, is
+ * made by it as it stores (plan.c fold_adds): a bias row, a whole
+ * addend, a chain of two (the second onto the first's bytes), the
+ * dot-product path, a partial last vector, conv1d and conv1d_bwd_x. The
+ * same bits as the add made apart (no_fuse), both against the
+ * interpreter. Not: an addend made after the product, a product read
+ * twice, a product read as an output, one column (swap). */
+static void adds_folded_into_products(void **state) {
+  (void)state;
+  ir_func *f = ir_func_new();
+  int a = input(f, "a", F(7, 12)), b = input(f, "b", F(12, 20));
+  int r = un(f, IR_OP_EXP, input(f, "r", F(7, 20))); /* made before the products */
+  out(f, "r", r);
+  int m1 = mm(f, a, b, false, false);
+  out(f, "bias", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, m1, param(f, "bias", F(20)))));
+  int m2 = mm(f, a, b, false, false), s2 = bin(f, IR_OP_ADD, r, m2);
+  int m3 = mm(f, a, input(f, "b3", F(20, 12)), false, true), s3 = bin(f, IR_OP_ADD, s2, m3);
+  out(f, "chain", un(f, IR_OP_TANH, s3));
+  int q = input(f, "q", F(3, 16)), k = input(f, "k", F(20, 16)); /* dot products */
+  out(f, "dot", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, mm(f, q, k, false, true),
+                                      param(f, "bias_dot", F(1, 20)))));
+  int m5 = mm(f, input(f, "a5", F(9, 12)), input(f, "b5", F(12, 5)), false, false);
+  out(f, "part", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, param(f, "bias5", F(5)), m5)));
+  int w = input(f, "w", F(16, 4));
+  int c1 = op2(f, IR_OP_CONV1D, input(f, "x", F(6, 16)), w, (ir_attrs){0});
+  out(f, "conv", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, c1, param(f, "cb", F(16)))));
+  int g = un(f, IR_OP_EXP, input(f, "gy0", F(6, 16)));
+  out(f, "g", g);
+  int c2 = op2(f, IR_OP_CONV1D_BWD_X, input(f, "gy", F(6, 16)), w, (ir_attrs){0});
+  out(f, "convx", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, g, c2)));
+  /* not folded */
+  int m6 = mm(f, a, b, false, false), late = un(f, IR_OP_EXP, input(f, "late", F(7, 20)));
+  out(f, "late", late);
+  out(f, "after", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, m6, late)));
+  int m7 = mm(f, a, b, false, false);
+  out(f, "twice", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, m7, r)));
+  out(f, "m7", un(f, IR_OP_SIGMOID, m7));
+  int m8 = mm(f, a, b, false, false);
+  out(f, "m8", m8);
+  out(f, "out", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, m8, r)));
+  int m9 = mm(f, input(f, "a9", F(9, 12)), input(f, "b9", F(12, 1)), false, false);
+  out(f, "column", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, m9, input(f, "r9", F(9, 1)))));
+  run_compare(f, 0, true, "folded adds", TOL_APPROX);
+  run_compare(f, 0, false, "folded adds", TOL_APPROX);
+  cg_module *mo[2] = {cg_compile(f, NULL, &E), cg_compile(f, &(cg_options){.no_fuse = true}, &E)};
+  if (!mo[0] || !mo[1]) fail_msg("%s", E.msg);
+  assert_int_equal(cg_module_stats(mo[0])->n_folded, 7);
+  assert_int_equal(cg_module_stats(mo[1])->n_folded, 0);
+  float **o[2];
+  const void **l = seeded_leaves(f, mo[0], 7, 0, false);
+  for (int i = 0; i < 2; i++) {
+    o[i] = new_outs(f);
+    void *arena = cg_arena_new(mo[i]);
+    assert_int_equal(cg_run(mo[i], l, (void *const *)o[i], arena), 0);
+    free(arena);
+  }
+  if (!outs_equal(f, o[0], o[1])) fail_msg("an add folded into its product differs");
+  for (int i = 0; i < cg_n_leaves(mo[0]); i++) free((void *)l[i]);
+  free(l);
+  for (int i = 0; i < 2; i++) free_outs(f, o[i]), cg_free(mo[i]);
+  ir_func_free(f);
+}
+
 /* cg_options.hoist (plan.c mark_hoist) on h: what depends on params only
  * is made once by cg_prepare and read by every run. After one
  * cg_prepare, runs on other inputs in one arena give bit for bit the
@@ -2278,6 +2341,7 @@ int main(void) {
       cmocka_unit_test(softplus_sigmoid_siblings),
       cmocka_unit_test(sums_in_their_operands_loop),
       cmocka_unit_test(products_with_their_input),
+      cmocka_unit_test(adds_folded_into_products),
       cmocka_unit_test(twins_share_a_function),
       cmocka_unit_test(upto_the_row_read),
       cmocka_unit_test(hoisted_work_prepared_once),
