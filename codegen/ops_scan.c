@@ -105,6 +105,7 @@ typedef struct {
   LLVMValueRef pH;  /* H[t+1] = h_t, L+1 blocks; or (!keep) one state [N,E] */
   LLVMValueRef pa;  /* a_t, L blocks; or (!keep) the current step's [N,E] */
   LLVMValueRef py;  /* y [L,E], or NULL */
+  LLVMValueRef pD;  /* y + u D[e] is stored (plan.c fold_adds), or NULL */
   int64_t y_from;   /* y is read from this row on (plan.c first_row) */
   LLVMValueRef pdy; /* reverse: dy [L,E], or NULL in steps where it is 0 */
   LLVMValueRef pG, pdAT, part; /* reverse: carry, dA^T [N,E], sums [2N,PW] */
@@ -158,6 +159,14 @@ static void decay_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   cg_endfor(c, &ls);
 }
 
+/* y, plus the skip term u D[e] where the scan makes it (w->pD): a
+ * product, then a sum, as the two ops it stands for */
+static LLVMValueRef skip(cg_ctx *c, const sweep *w, LLVMValueRef y, LLVMValueRef u,
+                         LLVMValueRef e0) {
+  if (!w->pD) return y;
+  return cg_fadd(c, y, cg_fmul(c, u, cg_vload(c, w->pD, e0), 0), 0);
+}
+
 /* One step t of the recurrence for the channels at e0, with a_t from
  * decay_block or (w->decays) made here, and kept in pa if w->keep:
  *   h = a h_prev + (delta u) B[t,s],
@@ -167,7 +176,7 @@ static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   /* U states per iteration */
   int U = w->N % 4 == 0 ? 4 : w->N % 2 == 0 ? 2 : 1;
   LLVMValueRef t = w->t, ti = cg_add(c, cg_mulk(c, t, w->ld), e0);
-  LLVMValueRef du = mul(c, cg_vload(c, w->pd, ti), cg_vload(c, w->pu, ti));
+  LLVMValueRef u = cg_vload(c, w->pu, ti), du = mul(c, cg_vload(c, w->pd, ti), u);
   LLVMValueRef d2 = w->decays ? delta2(c, w, e0) : NULL;
   LLVMValueRef yacc = w->py ? cg_alloca(c, cg_vty(c, c->f32), vzero(c)) : NULL;
   LLVMValueRef bc = cg_mulk(c, t, 2 * w->N);
@@ -193,7 +202,7 @@ static void fwd_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
                         get(c, yacc)));
   }
   cg_endfor(c, &ls);
-  if (yacc) cg_vstore(c, get(c, yacc), w->py, cg_add(c, cg_mulk(c, t, w->E), e0));
+  if (yacc) cg_vstore(c, skip(c, w, get(c, yacc), u, e0), w->py, cg_add(c, cg_mulk(c, t, w->E), e0));
 }
 
 /* y at row w->t from the state there (one state kept, w->pH): the sum
@@ -207,7 +216,8 @@ static void y_block(cg_ctx *c, LLVMValueRef e0, void *ud) {
   LLVMValueRef h = cg_vload(c, w->pH, cg_add(c, cg_mulk(c, s, w->E), e0));
   set(c, yacc, fma_(c, bcast(c, w->pbc, cg_add(c, cbase, s)), h, get(c, yacc)));
   cg_endfor(c, &ls);
-  cg_vstore(c, get(c, yacc), w->py, cg_add(c, cg_mulk(c, w->t, w->E), e0));
+  LLVMValueRef u = w->pD ? cg_vload(c, w->pu, cg_add(c, cg_mulk(c, w->t, w->ld), e0)) : NULL;
+  cg_vstore(c, skip(c, w, get(c, yacc), u, e0), w->py, cg_add(c, cg_mulk(c, w->t, w->E), e0));
 }
 
 /* Steps w->t0 <= t < w->t1 for the channels at e0, making the decays
@@ -309,6 +319,10 @@ void cg_emit_scan(cg_ctx *c, int v) {
   layout(c, &w);
   w.pu = cg_ptr(c, n->in[0]), w.pd = cg_ptr(c, n->in[1]), w.ld = w.E;
   w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v), w.y_from = q->first_row;
+  if (q->addend >= 0) { /* the skip term u D (plan.c fold_adds) */
+    const ir_node *x = &c->f->nodes[q->addend];
+    w.pD = cg_ptr(c, x->in[x->in[0] == n->in[0]]);
+  }
   w.nonpos = nonneg(c->f, n->in[1]) && nonpos(c->f, n->in[2]);
   w.pAT = c->slot[q->scratch[0]];
   if (q->pair >= 0) { /* keep every state and decay for the scan_bwd */

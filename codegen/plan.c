@@ -309,14 +309,35 @@ static void mark_siblings(const ir_func *f, cg_plan *p, bool fuse, const bool *i
   }
 }
 
+/* Mamba's skip term: x = u * D (D a row [E]), read by an add with
+ * scan(u, ...) alone: the scan adds u D as it stores y (ops_scan.c), x
+ * is not made at all. The row D, or -1. */
+static int skip_term(const ir_func *f, const cg_plan *p, int m, int x, const int *n_users,
+                     const bool *is_out) {
+  const ir_node *s = &f->nodes[m], *n = &f->nodes[x];
+  if (s->op != IR_OP_SCAN || n->op != IR_OP_MUL || n_users[x] != 1 || is_out[x] ||
+      p->node[x].sibling >= 0 || (p->node[x].kind != CG_FUSED && p->node[x].kind != CG_MAT))
+    return -1;
+  for (int i = 0; i < 2; i++) {
+    int u = n->in[i], D = n->in[1 - i];
+    const ir_type *dt = &f->nodes[D].type;
+    cg_kind dk = p->node[D].kind;
+    if (u == s->in[0] && dt->dim[dt->rank - 1] == s->type.dim[1] && ir_numel(dt) == s->type.dim[1] &&
+        (dk == CG_LEAF || (dk == CG_MAT && (D < m || p->node[D].hoist))))
+      return D;
+  }
+  return -1;
+}
+
 /* An add of a matmul's product (the add its one reader) and a value in
  * memory before the matmul runs (a bias row, the residual stream, an
  * earlier such sum): the matmul adds it to each tile as it stores it,
  * and the add becomes its product's bytes (CG_ALIAS, folded): one pass
  * over the result fewer, the same bits (the sum over p, then the
- * addend, as the add did). So too a convolution's (conv1d + bias).
- * Not where rows are cut (upto, prefix), the causal mask shapes the
- * product, or another plan already claims either node. */
+ * addend, as the add did). So too a convolution's (conv1d + bias), and
+ * a scan's with its skip term (skip_term). Not where rows are cut
+ * (upto, prefix), the causal mask shapes the product, or another plan
+ * already claims either node. */
 static void fold_adds(const ir_func *f, cg_plan *p, const bool *is_out, const int *n_users) {
   for (int a = 0; a < f->n_nodes; a++) {
     const ir_node *n = &f->nodes[a];
@@ -332,8 +353,18 @@ static void fold_adds(const ir_func *f, cg_plan *p, const bool *is_out, const in
       cg_kind xk = p->node[x].kind;
       bool row = xt->dim[xt->rank - 1] == t->dim[t->rank - 1] &&
                  ir_numel(xt) == t->dim[t->rank - 1];
-      bool can = f->nodes[m].op == IR_OP_MATMUL ? cg_matmul_can_add(f, m) : cg_conv_can_add(f, m);
-      if (!can || qm->kind != CG_MAT || n_users[m] != 1 ||
+      int D = skip_term(f, p, m, x, n_users, is_out);
+      bool can = f->nodes[m].op == IR_OP_MATMUL ? cg_matmul_can_add(f, m)
+                                                : D >= 0 || cg_conv_can_add(f, m);
+      if (D >= 0 && qm->kind == CG_MAT && n_users[m] == 1 && !is_out[m] && !qm->upto &&
+          !qm->prefix && qm->read_at < 0 && qm->addend < 0) {
+        qm->addend = x;
+        p->node[x].kind = CG_DEAD, p->node[x].root = -1;
+        qa->kind = CG_ALIAS, qa->root = -1, qa->folded = m;
+        p->n_folded++;
+        break;
+      }
+      if (!can || D >= 0 || qm->kind != CG_MAT || n_users[m] != 1 ||
           is_out[m] || qm->into >= 0 || qm->sibling >= 0 || qm->hoist || qm->upto ||
           qm->prefix || qm->lower || qm->addend >= 0 || !same_dims(&f->nodes[m].type, t) ||
           (x > m && xk != CG_LEAF && !p->node[x].hoist) ||
@@ -806,7 +837,11 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
       int o = owner[f->nodes[w].in[i]];
       if (t > lu[o]) lu[o] = t;
     }
-    if (q->addend >= 0 && t > lu[owner[q->addend]]) lu[owner[q->addend]] = t;
+    if (q->addend >= 0) { /* what the producer reads of it: a scan the row D */
+      int x = q->addend;
+      if (p->node[x].kind == CG_DEAD) x = f->nodes[x].in[f->nodes[x].in[0] == f->nodes[w].in[0]];
+      if (t > lu[owner[x]]) lu[owner[x]] = t;
+    }
   }
   bucket[n] = -1;
   /* What the prep entry makes lives from one batch to the next: slots of

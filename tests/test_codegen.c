@@ -1395,7 +1395,8 @@ static void softplus_sigmoid_siblings(void **state) {
 /* An add of a matmul's or a convolution's result, its one reader, is
  * made by it as it stores (plan.c fold_adds): a bias row, a whole
  * addend, a chain of two (the second onto the first's bytes), the
- * dot-product path, a partial last vector, conv1d and conv1d_bwd_x. The
+ * dot-product path, a partial last vector, conv1d and conv1d_bwd_x, a
+ * scan and its skip term u D. The
  * same bits as the add made apart (no_fuse), both against the
  * interpreter. Not: an addend made after the product, a product read
  * twice, a product read as an output, one column (swap). */
@@ -1422,6 +1423,13 @@ static void adds_folded_into_products(void **state) {
   out(f, "g", g);
   int c2 = op2(f, IR_OP_CONV1D_BWD_X, input(f, "gy", F(6, 16)), w, (ir_attrs){0});
   out(f, "convx", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, g, c2)));
+  /* a scan's skip term, u D with D a row: the scan adds it, the product
+   * is not made */
+  int su = input(f, "su", F(6, 16)), sd = un(f, IR_OP_SOFTPLUS, input(f, "sd", F(6, 16)));
+  int sA = un(f, IR_OP_NEG, un(f, IR_OP_EXP, param(f, "sA", F(16, 4))));
+  int sin[4] = {su, sd, sA, input(f, "sbc", F(6, 8))};
+  int sc = OK(ir_add(f, IR_OP_SCAN, sin, 4, NULL, NULL, NULL, &E));
+  out(f, "skip", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, bin(f, IR_OP_MUL, param(f, "sD", F(16)), su), sc)));
   /* not folded */
   int m6 = mm(f, a, b, false, false), late = un(f, IR_OP_EXP, input(f, "late", F(7, 20)));
   out(f, "late", late);
@@ -1438,7 +1446,7 @@ static void adds_folded_into_products(void **state) {
   run_compare(f, 0, false, "folded adds", TOL_APPROX);
   cg_module *mo[2] = {cg_compile(f, NULL, &E), cg_compile(f, &(cg_options){.no_fuse = true}, &E)};
   if (!mo[0] || !mo[1]) fail_msg("%s", E.msg);
-  assert_int_equal(cg_module_stats(mo[0])->n_folded, 7);
+  assert_int_equal(cg_module_stats(mo[0])->n_folded, 8);
   assert_int_equal(cg_module_stats(mo[1])->n_folded, 0);
   float **o[2];
   const void **l = seeded_leaves(f, mo[0], 7, 0, false);
