@@ -552,7 +552,7 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
     LLVMValueRef pud = cg_ptr(c, n->in[0]);
     w.pu = pud, w.pd = cg_gep(c, c->f32, pud, cg_i64(c, E)), w.ld = 2 * E;
   }
-  w.pbc = cg_ptr(c, n->in[2]), w.pdy = cg_ptr(c, n->in[3]);
+  w.pbc = cg_ptr(c, n->in[2]);
   LLVMValueRef work = c->slot[q->scratch[0]];
   w.pAT = work;
   w.pG = cg_gep(c, c->f32, work, cg_i64(c, w.B));
@@ -587,6 +587,14 @@ void cg_emit_scan_bwd(cg_ctx *c, int v) {
    * kernel reads one row): those steps skip its terms */
   const ir_node *dyn = &c->f->nodes[n->in[3]];
   w.z = dyn->op == IR_OP_PAD && dyn->attr.axis == 0 && dyn->attr.end == 0 ? dyn->attr.start : 0;
+  if (c->p->node[n->in[3]].kind == CG_FUSED) { /* the pad not made (plan.c
+    scan_dy_pad): its input's rows, z rows on; a plain GEP, as the rows
+    before z are outside that input and never read */
+    LLVMValueRef back = cg_i64(c, -w.z * E);
+    w.pdy = LLVMBuildGEP2(c->B, c->f32, cg_ptr(c, dyn->in[0]), &back, 1, "");
+  } else {
+    w.pdy = cg_ptr(c, n->in[3]);
+  }
   /* two steps at a time on AVX-512, whose 32 registers hold both steps'
    * values (16 would not): mamba d 64's reverse scans ~20% faster
    * (in-process A/B, outputs the same bit for bit); at d 8 within the

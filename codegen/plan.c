@@ -234,6 +234,22 @@ static bool scan_operands(const ir_func *f, const cg_plan *p, int v,
   return 2 * f->nodes[n->in[0]].type.dim[1] == n->type.dim[1];
 }
 
+/* Is v the pad of dy's last rows that only scan_bwd w reads (w =
+ * scan_bwd(.., v): the last layer's gradient, read at the last row)? w
+ * reads dy only in its rows from the pad's start on (ops_scan.c), so
+ * it reads them where the pad's input has them: v is fused into w, the
+ * zeros are never written. */
+static bool scan_dy_pad(const ir_func *f, const cg_plan *p, int v, int **users,
+                        const int *n_users, const bool *is_out) {
+  const ir_node *n = &f->nodes[v];
+  if (n->op != IR_OP_PAD || n->attr.axis != 0 || n->attr.end != 0 || n->attr.start <= 0 ||
+      n->type.rank != 2 || is_out[v] || n_users[v] != 1)
+    return false;
+  int w = users[v][0];
+  return f->nodes[w].op == IR_OP_SCAN_BWD && f->nodes[w].in[3] == v &&
+         f->nodes[w].in[0] != v && p->node[w].kind == CG_MAT;
+}
+
 /* sibling (cgint.h): the softplus's VJP is g sigmoid(x), whose exp the
  * forward softplus(x) already computes. A sigmoid s whose input x a
  * materialised softplus p earlier reads too is materialised and made in
@@ -402,7 +418,8 @@ static void decide_kinds(const ir_func *f, cg_plan *p, const bool *live,
           mem = true;
       }
       q->kind = mem ? CG_MAT : CG_FUSED; /* fused fill: an inline constant */
-    } else if (fuse && scan_operands(f, p, v, users, n_users, is_out)) {
+    } else if (fuse && (scan_operands(f, p, v, users, n_users, is_out) ||
+                        scan_dy_pad(f, p, v, users, n_users, is_out))) {
       q->kind = CG_FUSED;
       q->root = users[v][0];
     } else if (fuse && !is_out[v] && n_users[v] > 0 &&
