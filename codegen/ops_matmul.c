@@ -13,7 +13,9 @@
  * partial vector of a row is stored lane by lane. Each output element is
  * a sum over p in order, with FMA (llvm.fmuladd); except that fewer than
  * VW rows against a transposed B are dot products along K instead (VW
- * partial sums, then reduced), that a tile of one or two accumulators
+ * partial sums, then reduced), that two to four columns of many rows
+ * are N dot products along K at once (rowdot) or, read as A^T B, made
+ * transposed (geometry: tout), that a tile of one or two accumulators
  * over a long K keeps SPLIT interleaved sums (tile), and that causal
  * attention skips the masked half (see causal below). */
 #include "cgint.h"
@@ -191,6 +193,8 @@ static void row_block(cg_ctx *c, mm *m, const causal *k, int rows, LLVMValueRef 
 typedef struct {
   int64_t M, N, K;
   bool ta, tb, swap; /* swap: A is in[1] read as a row, B is in[0] */
+  bool tout;         /* swap with more than one row: the product is made
+                        as out^T [N, M] in scratch, then transposed */
 } geom;
 
 static geom geometry(const ir_func *f, int v) {
@@ -202,6 +206,11 @@ static geom geometry(const ir_func *f, int v) {
             .ta = n->attr.ta, .tb = n->attr.tb};
   if (g.N == 1 && g.M >= VW) /* op(B)^T is B's K values in order either way */
     g = (geom){.M = 1, .N = g.M, .K = g.K, .tb = !n->attr.ta, .swap = true};
+  else if (g.N > 1 && g.N <= 4 && g.ta && r == 2 && g.M % (2 * VW) == 0)
+    /* a weight gradient of a few columns, A^T B with A [K, M] as stored:
+     * out^T = B^T A, whose rows run along M (dt_proj's at d 64, [128,4]:
+     * 3/4 of each 16-lane FMA was padding) */
+    g = (geom){.M = g.N, .N = g.M, .K = g.K, .ta = !n->attr.tb, .swap = true, .tout = true};
   return g;
 }
 
@@ -253,6 +262,63 @@ static void emit_dot(cg_ctx *c, int v) {
   cg_endfor(c, &lb);
 }
 
+/* Two to four output columns of many rows, A read along K (not ta): per
+ * row, the N dot products along K at once, each chunk of A's row loaded
+ * once for all N, from B^T's N rows (B itself when tb, else a copy
+ * [N, K] in scratch, made by the prep entry where B is a param). The
+ * tile's vectors run along N: at N 4 three quarters of a 16-lane FMA
+ * (half of an 8-lane one) were padding (mamba d 64's dt_rank
+ * products). Each sum runs over the lanes, reduced at the end. */
+enum { ROWDOT_N = 4 };
+
+static bool use_rowdot(const ir_func *f, int v) {
+  geom g = geometry(f, v);
+  return f->nodes[v].type.rank == 2 && !g.swap && !g.ta && g.N > 1 && g.N <= ROWDOT_N &&
+         g.M >= VW && g.K % VW == 0 && g.K >= 2 * VW;
+}
+
+static void emit_rowdot(cg_ctx *c, int v) {
+  const ir_node *n = &c->f->nodes[v];
+  geom g = geometry(c->f, v);
+  int64_t M = g.M, N = g.N, K = g.K;
+  LLVMValueRef pa = cg_ptr(c, n->in[0]), pb = cg_ptr(c, n->in[1]), po = cg_ptr(c, v);
+  cg_loop li, lp, lj;
+  if (!g.tb) { /* B [K, N] -> B^T [N, K] */
+    LLVMValueRef bt = c->slot[c->p->node[v].scratch[0]];
+    if (cg_copies(c, v)) {
+      LLVMValueRef p = cg_forn(c, &lp, K), j = cg_forn(c, &lj, N);
+      cg_store(c, cg_loadf(c, pb, cg_add(c, cg_mulk(c, p, N), j)), bt, cg_add(c, cg_mulk(c, j, K), p));
+      cg_endfor(c, &lj);
+      cg_endfor(c, &lp);
+    }
+    if (cg_copy_only(c, v)) return; /* the prep entry: B^T only */
+    pb = bt;
+  }
+  int x = c->p->node[v].addend; /* plan.c fold_adds */
+  LLVMValueRef px = x >= 0 ? cg_ptr(c, x) : NULL;
+  bool xrow = x >= 0 && ir_numel(&c->f->nodes[x].type) == N;
+  c->vw = c->wide && K % ZW == 0 ? ZW : VW;
+  LLVMTypeRef vt = cg_vty(c, c->f32);
+  LLVMValueRef acc[ROWDOT_N];
+  for (int j = 0; j < N; j++) acc[j] = cg_alloca(c, vt, LLVMConstNull(vt));
+  LLVMValueRef i = cg_forn(c, &li, M);
+  for (int j = 0; j < N; j++) LLVMBuildStore(c->B, LLVMConstNull(vt), acc[j]);
+  LLVMValueRef p = cg_mulk(c, cg_forn(c, &lp, K / c->vw), c->vw);
+  LLVMValueRef a = cg_vload(c, pa, cg_add(c, cg_mulk(c, i, K), p));
+  for (int j = 0; j < N; j++)
+    LLVMBuildStore(c->B, cg_fmuladd(c, a, cg_vload(c, pb, cg_addk(c, p, j * K)),
+                                    LLVMBuildLoad2(c->B, vt, acc[j], "")), acc[j]);
+  cg_endfor(c, &lp);
+  for (int j = 0; j < N; j++) {
+    LLVMValueRef o = cg_addk(c, cg_mulk(c, i, N), j);
+    LLVMValueRef s = cg_hsum(c, LLVMBuildLoad2(c->B, vt, acc[j], ""));
+    if (px) s = cg_fadd(c, s, cg_loadf(c, px, xrow ? cg_i64(c, j) : o), 0);
+    cg_store(c, s, po, o);
+  }
+  cg_endfor(c, &li);
+  c->vw = 0;
+}
+
 /* 16 lanes where whole rows of them fit (N % 16 == 0) halve the FMAs,
  * each ~1.2x the time of an 8-lane one; but 512-bit FMAs lower the
  * core's clock for all the code around them. Measured on an Intel Xeon
@@ -270,7 +336,7 @@ bool cg_wide_kernel(const ir_func *f, const cg_plan *p) {
     const ir_node *n = &f->nodes[v];
     if (p->node[v].kind != CG_MAT) continue;
     if (n->op == IR_OP_SCAN || n->op == IR_OP_SCAN_BWD) return true;
-    if (n->op != IR_OP_MATMUL || use_dot(f, v)) continue;
+    if (n->op != IR_OP_MATMUL || use_dot(f, v) || use_rowdot(f, v)) continue;
     geom g = geometry(f, v);
     double w = (double)ir_numel(&n->type) * (double)g.K;
     all += w;
@@ -283,17 +349,25 @@ bool cg_matmul_can_add(const ir_func *f, int v) {
   return f->nodes[v].type.rank == 2 && !geometry(f, v).swap;
 }
 
-int64_t cg_matmul_scratch(const ir_func *f, int v) {
+/* Bytes of the copy of B that the product reads (B', or rowdot's B^T),
+ * or 0. */
+static int64_t copy_bytes(const ir_func *f, int v) {
   geom g = geometry(f, v);
+  if (use_rowdot(f, v)) return g.tb ? 0 : 4 * g.N * g.K; /* B^T */
   if (use_dot(f, v) || (!g.tb && g.N % VW == 0)) return 0;
   return 4 * g.K * ((g.N + VW - 1) / VW * VW);
+}
+
+int64_t cg_matmul_scratch(const ir_func *f, int v) {
+  geom g = geometry(f, v);
+  return g.tout ? 4 * g.M * g.N : copy_bytes(f, v); /* tout: no copy (M % 16 == 0) */
 }
 
 int cg_matmul_copied(const ir_func *f, int v) {
   const ir_node *n = &f->nodes[v];
   geom g = geometry(f, v);
   bool one = ir_numel(&n->type) == g.M * g.N; /* B' holds one batch's */
-  return one && cg_matmul_scratch(f, v) > 0 ? n->in[!g.swap] : -1;
+  return one && copy_bytes(f, v) > 0 ? n->in[!g.swap] : -1;
 }
 
 /* B' [K, npad] = B or B^T (batch at boff), zero padded. */
@@ -322,6 +396,10 @@ void cg_emit_matmul(cg_ctx *c, int v) {
     emit_dot(c, v);
     return;
   }
+  if (use_rowdot(c->f, v)) {
+    emit_rowdot(c, v);
+    return;
+  }
   const ir_node *n = &c->f->nodes[v];
   int r = n->type.rank;
   geom g = geometry(c->f, v);
@@ -329,7 +407,7 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   mm m = {.vt = LLVMVectorType(c->f32, (unsigned)vw), .vw = vw, .ta = g.ta, .M = g.M,
           .N = g.N, .K = g.K};
   int64_t nb = ir_numel(&n->type) / (m.M * m.N);
-  bool copy = cg_matmul_scratch(c->f, v) > 0;
+  bool copy = copy_bytes(c->f, v) > 0;
   int64_t npad = (m.N + VW - 1) / VW * VW;
   LLVMValueRef pa = cg_ptr(c, n->in[g.swap]), pb = cg_ptr(c, n->in[!g.swap]),
                po = cg_ptr(c, v);
@@ -342,7 +420,8 @@ void cg_emit_matmul(cg_ctx *c, int v) {
   LLVMValueRef b = cg_forn(c, &lb, nb);
   LLVMValueRef boff = cg_mulk(c, b, m.K * m.N);
   m.pa = cg_gep(c, c->f32, pa, cg_mulk(c, b, m.M * m.K));
-  m.po = cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
+  m.po = g.tout ? c->slot[c->p->node[v].scratch[0]] /* rank 2: b = 0 */
+                : cg_gep(c, c->f32, po, cg_mulk(c, b, m.M * m.N));
   int x = c->p->node[v].addend; /* rank 2 (cg_matmul_can_add): b = 0 */
   if (x >= 0) m.px = cg_ptr(c, x), m.xrow = ir_numel(&c->f->nodes[x].type) == m.N && m.M > 1;
   if (copy) {
@@ -387,4 +466,5 @@ void cg_emit_matmul(cg_ctx *c, int v) {
     row_block(c, &m, &k, (int)m.M, cg_i64(c, 0));
   }
   cg_endfor(c, &lb);
+  if (g.tout) cg_transpose(c, po, m.po, m.M, m.N); /* [N, M] -> out [M, N] */
 }

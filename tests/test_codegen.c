@@ -283,7 +283,7 @@ typedef struct {
 
 /* a builder that has not run out of variants by MAXVAR fails the test
  * (guards against one that never returns -1; none is cut silently) */
-enum { MAXVAR = 80 };
+enum { MAXVAR = 96 };
 static const double TOL = 1e-5, TOL_APPROX = 2e-5, TOL_SCAN = 1e-4,
                     TOL_GRAD = 1e-4;
 
@@ -380,12 +380,15 @@ static int b_matmul(ir_func *f, ir_op op, int var) {
    * block of up to 12 rows (M = 8), else blocks of 8 rows, overlapping
    * for M = 13, five of them for M = 40 (N = 5: a partial vector);
    * N 16, 32, 48 (and 64): 16-lane vectors on an AVX-512 host (one, a
-   * pair, a pair and one), B transposed by 8x8 blocks into them */
+   * pair, a pair and one), B transposed by 8x8 blocks into them; N 2-4
+   * of M >= 8 rows: dot products along K, N at once (K 128 and 24: 16
+   * and 8 lanes), or with ta out^T = B^T A, transposed after (M 64, 32) */
   static const int big[][4] = {{9, 13, 29, 2}, {64, 8, 64, 2}, {1, 16, 8, 2},
                                 {12, 33, 17, 2}, {3, 13, 10, 2}, {16, 16, 24, 2},
                                 {16, 64, 1, 2},  {64, 16, 1, 2}, {9, 5, 1, 3},
                                 {8, 64, 8, 2},   {13, 5, 8, 3},  {13, 16, 16, 2},
-                                {7, 24, 32, 2},  {20, 16, 48, 3}, {40, 16, 5, 2}};
+                                {7, 24, 32, 2},  {20, 16, 48, 3}, {40, 16, 5, 2},
+                                {64, 128, 4, 2}, {32, 24, 3, 2}, {9, 16, 2, 3}};
   enum { NBIG = sizeof big / sizeof big[0] };
   if (var >= 12 + NBIG * 4) return -1;
   bool ta = var & 1, tb = var & 2;
