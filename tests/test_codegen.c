@@ -1282,13 +1282,18 @@ static void free_outs(const ir_func *f, float **o) {
  * bits, and both against the interpreter. */
 static void check_accumulating(const ir_func *f, const bool *mask, bool hoist, const char *what);
 
-static void check_siblings(ir_func *f, int want) {
-  run_compare(f, 0, true, "siblings", TOL_APPROX);
-  run_compare(f, 0, false, "siblings", TOL_APPROX);
+/* f compiled fused and unfused (no_fuse), both against the interpreter,
+ * then on the same leaves bit for bit; count() of the fused module's
+ * stats is want, of the unfused one's 0. what: the fused work, for the
+ * failure message. */
+static void check_fused_same(ir_func *f, int (*count)(const cg_stats *), int want,
+                             const char *what) {
+  run_compare(f, 0, true, what, TOL_APPROX);
+  run_compare(f, 0, false, what, TOL_APPROX);
   cg_module *m[2] = {cg_compile(f, NULL, &E), cg_compile(f, &(cg_options){.no_fuse = true}, &E)};
   if (!m[0] || !m[1]) fail_msg("%s", E.msg);
-  assert_int_equal(cg_module_stats(m[0])->n_siblings, want);
-  assert_int_equal(cg_module_stats(m[1])->n_siblings, 0);
+  assert_int_equal(count(cg_module_stats(m[0])), want);
+  assert_int_equal(count(cg_module_stats(m[1])), 0);
   float **o[2];
   const void **l = seeded_leaves(f, m[0], 7, 0, false);
   for (int i = 0; i < 2; i++) {
@@ -1297,10 +1302,17 @@ static void check_siblings(ir_func *f, int want) {
     assert_int_equal(cg_run(m[i], l, (void *const *)o[i], arena), 0);
     free(arena);
   }
-  if (!outs_equal(f, o[0], o[1])) fail_msg("a node made in its sibling's loop differs");
+  if (!outs_equal(f, o[0], o[1])) fail_msg("%s differs", what);
   for (int i = 0; i < cg_n_leaves(m[0]); i++) free((void *)l[i]);
   free(l);
   for (int i = 0; i < 2; i++) free_outs(f, o[i]), cg_free(m[i]);
+}
+
+static int siblings_of(const cg_stats *st) { return st->n_siblings; }
+static int folded_of(const cg_stats *st) { return st->n_folded; }
+
+static void check_siblings(ir_func *f, int want) {
+  check_fused_same(f, siblings_of, want, "a node made in its sibling's loop");
 }
 
 /* A sum over an outer axis of a materialised elementwise result is added
@@ -1445,24 +1457,7 @@ static void adds_folded_into_products(void **state) {
   out(f, "out", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, m8, r)));
   int m9 = mm(f, input(f, "a9", F(9, 12)), input(f, "b9", F(12, 1)), false, false);
   out(f, "column", un(f, IR_OP_TANH, bin(f, IR_OP_ADD, m9, input(f, "r9", F(9, 1)))));
-  run_compare(f, 0, true, "folded adds", TOL_APPROX);
-  run_compare(f, 0, false, "folded adds", TOL_APPROX);
-  cg_module *mo[2] = {cg_compile(f, NULL, &E), cg_compile(f, &(cg_options){.no_fuse = true}, &E)};
-  if (!mo[0] || !mo[1]) fail_msg("%s", E.msg);
-  assert_int_equal(cg_module_stats(mo[0])->n_folded, 8);
-  assert_int_equal(cg_module_stats(mo[1])->n_folded, 0);
-  float **o[2];
-  const void **l = seeded_leaves(f, mo[0], 7, 0, false);
-  for (int i = 0; i < 2; i++) {
-    o[i] = new_outs(f);
-    void *arena = cg_arena_new(mo[i]);
-    assert_int_equal(cg_run(mo[i], l, (void *const *)o[i], arena), 0);
-    free(arena);
-  }
-  if (!outs_equal(f, o[0], o[1])) fail_msg("an add folded into its product differs");
-  for (int i = 0; i < cg_n_leaves(mo[0]); i++) free((void *)l[i]);
-  free(l);
-  for (int i = 0; i < 2; i++) free_outs(f, o[i]), cg_free(mo[i]);
+  check_fused_same(f, folded_of, 8, "an add folded into its product");
   ir_func_free(f);
 }
 
