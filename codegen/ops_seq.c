@@ -58,11 +58,25 @@ static void rows_vec(cg_ctx *c, conv_kind kind, int64_t L, int64_t E, int64_t W,
      * the same outputs, in-process A/B; d 8, one block, unchanged) */
     LLVMValueRef e = cg_mulk(c, cg_forn(c, &le, E / c->vw), c->vw), w[MAX_TAPS];
     for (int64_t k = 0; k < W; k++) w[k] = cg_vload(c, wt, cg_addk(c, e, k * E));
-    LLVMValueRef t = cg_for(c, &lt, cg_i64(c, t0), end);
-    LLVMValueRef acc = LLVMConstNull(cg_vty(c, c->f32));
+    /* and the W source rows in registers from one row to the next, one
+     * new row loaded a step (W were: loads, not FMAs, set the pace):
+     * tap k reads row t + k - (W-1) (fwd; the new one k = W-1) or
+     * t + W-1 - k (bwd_x; the new one k = 0) */
+    int64_t knew = kind == CONV_FWD ? W - 1 : 0, dk = kind == CONV_FWD ? 1 : -1;
+    LLVMTypeRef vt = cg_vty(c, c->f32);
+    LLVMValueRef win[MAX_TAPS];
     for (int64_t k = 0; k < W; k++) {
-      LLVMValueRef src = kind == CONV_FWD ? cg_addk(c, t, k - (W - 1)) : cg_addk(c, t, W - 1 - k);
-      acc = cg_fmuladd(c, w[k], cg_vload(c, px, cg_add(c, cg_mulk(c, src, E), e)), acc);
+      int64_t row = kind == CONV_FWD ? t0 + k - (W - 1) : t0 + W - 1 - k;
+      if (k != knew) win[k] = cg_alloca(c, vt, cg_vload(c, px, cg_add(c, cg_i64(c, row * E), e)));
+    }
+    LLVMValueRef t = cg_for(c, &lt, cg_i64(c, t0), end);
+    LLVMValueRef xn = cg_vload(c, px, cg_add(c, cg_mulk(c, cg_addk(c, t, W - 1 - knew), E), e));
+    LLVMValueRef acc = LLVMConstNull(vt);
+    for (int64_t k = 0; k < W; k++)
+      acc = cg_fmuladd(c, w[k], k == knew ? xn : LLVMBuildLoad2(c->B, vt, win[k], ""), acc);
+    for (int64_t i = 0; i < W - 1; i++) { /* each tap takes its neighbour's row */
+      int64_t k = kind == CONV_FWD ? i : W - 1 - i;
+      LLVMBuildStore(c->B, k + dk == knew ? xn : LLVMBuildLoad2(c->B, vt, win[k + dk], ""), win[k]);
     }
     cg_vstore(c, plus(c, ad, acc, t, E, e), po, cg_add(c, cg_mulk(c, t, E), e));
     cg_endfor(c, &lt);
@@ -96,25 +110,35 @@ static void rows_vec(cg_ctx *c, conv_kind kind, int64_t L, int64_t E, int64_t W,
 static void bwd_w_vec(cg_ctx *c, int64_t L, int64_t E, int64_t W, LLVMValueRef pg,
                       LLVMValueRef px, LLVMValueRef wt) {
   cg_loop le, lt;
+  LLVMTypeRef vt = cg_vty(c, c->f32);
   LLVMValueRef e = cg_mulk(c, cg_forn(c, &le, E / c->vw), c->vw), acc[MAX_TAPS];
-  for (int64_t k = 0; k < W; k++) acc[k] = cg_alloca(c, cg_vty(c, c->f32), LLVMConstNull(cg_vty(c, c->f32)));
+  for (int64_t k = 0; k < W; k++) acc[k] = cg_alloca(c, vt, LLVMConstNull(vt));
   for (int part = 0; part < 2; part++) { /* t < W-1: some taps out of range */
     int64_t t0 = part ? W - 1 : 0, t1 = part ? L : W - 1 < L ? W - 1 : L;
     if (t0 >= t1) continue;
+    /* every tap in range (part 1): the rows x[t-(W-1)..t] in registers
+     * from one t to the next, one new row loaded a step (it loaded W,
+     * and loads, not FMAs, set the pace) */
+    LLVMValueRef win[MAX_TAPS];
+    for (int64_t k = 0; part && k < W - 1; k++)
+      win[k] = cg_alloca(c, vt, cg_vload(c, px, cg_add(c, cg_i64(c, (t0 - (W - 1) + k) * E), e)));
     LLVMValueRef t = cg_for(c, &lt, cg_i64(c, t0), cg_i64(c, t1));
     LLVMValueRef g = cg_vload(c, pg, cg_add(c, cg_mulk(c, t, E), e));
+    LLVMValueRef xt = cg_vload(c, px, cg_add(c, cg_mulk(c, t, E), e));
     for (int64_t k = 0; k < W; k++) { /* dw[e,k] += g[t,e] x[t-(W-1)+k, e] */
-      LLVMValueRef src = cg_addk(c, t, k - (W - 1));
+      LLVMValueRef src = cg_addk(c, t, k - (W - 1)), x;
       LLVMBasicBlockRef merge = part ? NULL : cg_if(c, LLVMBuildICmp(c->B, LLVMIntSGE, src, cg_i64(c, 0), ""));
-      LLVMValueRef x = cg_vload(c, px, cg_add(c, cg_mulk(c, src, E), e));
-      LLVMBuildStore(c->B, cg_fmuladd(c, g, x, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc[k], "")),
-                     acc[k]);
+      if (!part) x = cg_vload(c, px, cg_add(c, cg_mulk(c, src, E), e));
+      else x = k == W - 1 ? xt : LLVMBuildLoad2(c->B, vt, win[k], "");
+      LLVMBuildStore(c->B, cg_fmuladd(c, g, x, LLVMBuildLoad2(c->B, vt, acc[k], "")), acc[k]);
       if (merge) cg_endif(c, merge);
     }
+    for (int64_t k = 0; part && k < W - 1; k++) /* the window moves a row on */
+      LLVMBuildStore(c->B, k + 1 == W - 1 ? xt : LLVMBuildLoad2(c->B, vt, win[k + 1], ""), win[k]);
     cg_endfor(c, &lt);
   }
   for (int64_t k = 0; k < W; k++)
-    cg_vstore(c, LLVMBuildLoad2(c->B, cg_vty(c, c->f32), acc[k], ""), wt, cg_addk(c, e, k * E));
+    cg_vstore(c, LLVMBuildLoad2(c->B, vt, acc[k], ""), wt, cg_addk(c, e, k * E));
   cg_endfor(c, &le);
 }
 
