@@ -300,7 +300,7 @@ static void emit_rowdot(cg_ctx *c, int v) {
   c->vw = c->wide && K % ZW == 0 ? ZW : VW;
   LLVMTypeRef vt = cg_vty(c, c->f32);
   LLVMValueRef acc[ROWDOT_N];
-  for (int j = 0; j < N; j++) acc[j] = cg_alloca(c, vt, LLVMConstNull(vt));
+  for (int j = 0; j < N; j++) acc[j] = cg_alloca(c, vt, NULL);
   LLVMValueRef i = cg_forn(c, &li, M);
   for (int j = 0; j < N; j++) LLVMBuildStore(c->B, LLVMConstNull(vt), acc[j]);
   LLVMValueRef p = cg_mulk(c, cg_forn(c, &lp, K / c->vw), c->vw);

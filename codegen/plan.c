@@ -370,24 +370,20 @@ static void fold_adds(const ir_func *f, cg_plan *p, const bool *is_out, const in
       bool row = xt->dim[xt->rank - 1] == t->dim[t->rank - 1] &&
                  ir_numel(xt) == t->dim[t->rank - 1];
       int D = skip_term(f, p, m, x, n_users, is_out);
-      bool can = f->nodes[m].op == IR_OP_MATMUL ? cg_matmul_can_add(f, m)
-                                                : D >= 0 || cg_conv_can_add(f, m);
-      if (D >= 0 && qm->kind == CG_MAT && n_users[m] == 1 && !is_out[m] && !qm->upto &&
-          !qm->prefix && qm->read_at < 0 && qm->addend < 0) {
-        qm->addend = x;
-        p->node[x].kind = CG_DEAD, p->node[x].root = -1;
-        qa->kind = CG_ALIAS, qa->root = -1, qa->folded = m;
-        p->n_folded++;
-        break;
-      }
-      if (!can || D >= 0 || qm->kind != CG_MAT || n_users[m] != 1 ||
-          is_out[m] || qm->into >= 0 || qm->sibling >= 0 || qm->hoist || qm->upto ||
-          qm->prefix || qm->lower || qm->addend >= 0 || !same_dims(&f->nodes[m].type, t) ||
-          (x > m && xk != CG_LEAF && !p->node[x].hoist) ||
-          !(same_dims(xt, t) || row) ||
-          !(xk == CG_MAT || xk == CG_LEAF || xk == CG_ALIAS))
-        continue;
+      bool ok;
+      if (D >= 0) /* the scan makes the skip term itself */
+        ok = qm->kind == CG_MAT && n_users[m] == 1 && !is_out[m] && !qm->upto &&
+             !qm->prefix && qm->read_at < 0 && qm->addend < 0;
+      else
+        ok = (f->nodes[m].op == IR_OP_MATMUL ? cg_matmul_can_add(f, m) : cg_conv_can_add(f, m)) &&
+             qm->kind == CG_MAT && n_users[m] == 1 && !is_out[m] && qm->into < 0 &&
+             qm->sibling < 0 && !qm->hoist && !qm->upto && !qm->prefix && !qm->lower &&
+             qm->addend < 0 && same_dims(&f->nodes[m].type, t) &&
+             (x < m || xk == CG_LEAF || p->node[x].hoist) && (same_dims(xt, t) || row) &&
+             (xk == CG_MAT || xk == CG_LEAF || xk == CG_ALIAS);
+      if (!ok) continue;
       qm->addend = x;
+      if (D >= 0) p->node[x].kind = CG_DEAD, p->node[x].root = -1;
       qa->kind = CG_ALIAS, qa->root = -1, qa->folded = m;
       p->n_folded++;
       break;
