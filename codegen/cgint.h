@@ -45,8 +45,8 @@ typedef struct {
                   scratch 1 and 2, kept until the scan_bwd, which reads
                   them instead of running the recurrence again), or -1 */
   int addend;  /* matmul, conv1d(_bwd_x): a node it adds to its result
-                  as it stores it; scan: its skip term u * D, not made
-                  (CG_DEAD), whose D it reads
+                  as it stores it; scan: the row D of its skip term
+                  u * D, which is not made (CG_DEAD)
                   (the add that was its one reader, plan.c fold_adds:
                   of its shape, or a row [N] broadcast), or -1 */
   int folded;  /* CG_ALIAS add: the matmul that computes it (addend), or

@@ -319,10 +319,7 @@ void cg_emit_scan(cg_ctx *c, int v) {
   layout(c, &w);
   w.pu = cg_ptr(c, n->in[0]), w.pd = cg_ptr(c, n->in[1]), w.ld = w.E;
   w.pbc = cg_ptr(c, n->in[3]), w.py = cg_ptr(c, v), w.y_from = q->first_row;
-  if (q->addend >= 0) { /* the skip term u D (plan.c fold_adds) */
-    const ir_node *x = &c->f->nodes[q->addend];
-    w.pD = cg_ptr(c, x->in[x->in[0] == n->in[0]]);
-  }
+  if (q->addend >= 0) w.pD = cg_ptr(c, q->addend); /* the skip term's D (plan.c fold_adds) */
   w.nonpos = nonneg(c->f, n->in[1]) && nonpos(c->f, n->in[2]);
   w.pAT = c->slot[q->scratch[0]];
   if (q->pair >= 0) { /* keep every state and decay for the scan_bwd */

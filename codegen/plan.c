@@ -382,7 +382,7 @@ static void fold_adds(const ir_func *f, cg_plan *p, const bool *is_out, const in
              (x < m || xk == CG_LEAF || p->node[x].hoist) && (same_dims(xt, t) || row) &&
              (xk == CG_MAT || xk == CG_LEAF || xk == CG_ALIAS);
       if (!ok) continue;
-      qm->addend = x;
+      qm->addend = D >= 0 ? D : x;
       if (D >= 0) p->node[x].kind = CG_DEAD, p->node[x].root = -1;
       qa->kind = CG_ALIAS, qa->root = -1, qa->folded = m;
       p->n_folded++;
@@ -850,11 +850,8 @@ int cg_plan_build(const ir_func *f, const cg_options *opt, cg_plan *p, ir_error 
       int o = owner[f->nodes[w].in[i]];
       if (t > lu[o]) lu[o] = t;
     }
-    if (q->addend >= 0) { /* what the producer reads of it: a scan the row D */
-      int x = q->addend;
-      if (p->node[x].kind == CG_DEAD) x = f->nodes[x].in[f->nodes[x].in[0] == f->nodes[w].in[0]];
-      if (t > lu[owner[x]]) lu[owner[x]] = t;
-    }
+    if (q->addend >= 0 && t > lu[owner[q->addend]]) /* read by the producer */
+      lu[owner[q->addend]] = t;
   }
   bucket[n] = -1;
   /* What the prep entry makes lives from one batch to the next: slots of

@@ -111,6 +111,42 @@ static void test_adam(void **state) {
   near(p[2], 0.936610352 - step3, 2e-6);
 }
 
+/* Adam over many parameters (whole blocks, then a tail) runs the
+ * host's vector clone (optim.c: AVX-512, AVX2 or SSE): bit for bit the
+ * same as the update worked element by element in float, for both of
+ * torch's lerp formulas (beta1 0.9: near; 0.3: far). */
+static void test_adam_vector_same_bits(void **state) {
+  (void)state;
+  enum { N = 1000, STEPS = 3 };
+  for (int form = 0; form < 2; form++) {
+    rt_optim_config c;
+    rt_optim_defaults(&c, RT_OPT_ADAM);
+    c.lr = 0.01, c.clip = 0, c.beta1 = form ? 0.3 : 0.9;
+    float *p = malloc(sizeof *p * N), *g = malloc(sizeof *g * N), *q = malloc(sizeof *q * N);
+    float *m = calloc(N, sizeof *m), *v = calloc(N, sizeof *v);
+    assert_non_null(p), assert_non_null(g), assert_non_null(q), assert_non_null(m), assert_non_null(v);
+    for (int i = 0; i < N; i++) p[i] = q[i] = (float)sin(0.37 * i);
+    rt_optim *o = rt_optim_new(&c, N);
+    for (int t = 1; t <= STEPS; t++) {
+      for (int i = 0; i < N; i++) g[i] = (float)cos(0.11 * i * t) * (float)(i % 7 + 1);
+      double lr = rt_optim_lr(&c, t);
+      float w1 = (float)(1 - c.beta1), b2 = (float)c.beta2, w2 = (float)(1 - c.beta2);
+      float neg_step = (float)-(lr / (1 - pow(c.beta1, t)));
+      float bc2_sqrt = (float)sqrt(1 - pow(c.beta2, t)), eps = (float)c.eps;
+      for (int i = 0; i < N; i++) {
+        float d = g[i];
+        m[i] = form ? d - (d - m[i]) * (1.0f - w1) : m[i] + w1 * (d - m[i]);
+        v[i] = v[i] * b2 + w2 * d * d;
+        q[i] = q[i] + neg_step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+      }
+      rt_optim_step(o, p, g);
+    }
+    assert_memory_equal(p, q, sizeof *p * N);
+    rt_optim_free(o);
+    free(p), free(g), free(q), free(m), free(v);
+  }
+}
+
 static void test_adam_weight_decay(void **state) {
   (void)state;
   rt_optim_config c;
@@ -280,6 +316,7 @@ int main(void) {
       cmocka_unit_test(test_sgd_plain),
       cmocka_unit_test(test_sgd_momentum),
       cmocka_unit_test(test_adam),
+      cmocka_unit_test(test_adam_vector_same_bits),
       cmocka_unit_test(test_adam_weight_decay),
       cmocka_unit_test(test_schedules),
       cmocka_unit_test(test_clipping),
